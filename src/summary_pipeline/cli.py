@@ -1,0 +1,176 @@
+"""The command line: a thin shell over :func:`summary_pipeline.runner.run` and a few tools.
+
+Two forms, as the seed shows::
+
+    summary-pipeline --config summary_config.json [--mode incremental] ...     # run the pipeline
+    summary-pipeline generate|demo --config summary_config.json ...            # other tools
+
+``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
+into a short message and an exit code: 0 success, 1 failure, 2 refusal or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from summary_pipeline import __version__
+from summary_pipeline.config import PipelineConfig, load_config
+from summary_pipeline.console import Console
+from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.result import MODES, RunOptions
+
+__all__ = ["main"]
+
+log = logging.getLogger("summary_pipeline")
+
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+SUBCOMMANDS = ("run", "generate", "demo")
+
+
+def _month(text: str) -> str:
+    if not _MONTH.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month; write YYYY-MM, e.g. 2026-01")
+    return text
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="path to the config JSON (the seed's format)")
+    parser.add_argument("--warehouse", help="warehouse directory of the embedded catalog (default ./warehouse)")
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="human text or JSON")
+    parser.add_argument("--verbose", action="store_true", help="debug logs and full tracebacks")
+
+
+def _run_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Summary pipeline: build and maintain summary and "
+                                     "latest_summary from the source table.")
+    _common(parser)
+    parser.add_argument("--mode", choices=MODES, default="incremental",
+                        help="processing mode (default: incremental)")
+    parser.add_argument("--start-month", type=_month, help="first month (YYYY-MM) for initial/forward")
+    parser.add_argument("--end-month", type=_month, help="last month (YYYY-MM) for initial/forward")
+    parser.add_argument("--backfill-filter", help="SQL predicate over source columns for backfill mode")
+    parser.add_argument("--dry-run", action="store_true", help="read, classify and print the plan; write nothing")
+    parser.add_argument("--replace", action="store_true",
+                        help="let initial replace summary tables that already hold data")
+    parser.add_argument("--version", action="version", version=f"summary-pipeline {__version__}")
+    return parser
+
+
+def _generate_parser(prog: str, demo: bool) -> argparse.ArgumentParser:
+    what = ("generate synthetic data, build the tables and show them" if demo
+            else "append reproducible synthetic versions to the source table")
+    parser = argparse.ArgumentParser(prog=prog, description=what)
+    _common(parser)
+    parser.add_argument("--accounts", type=int, default=200, help="number of accounts (default 200)")
+    parser.add_argument("--start-month", type=_month, default="2023-01", help="first month (default 2023-01)")
+    parser.add_argument("--end-month", type=_month, default="2025-12", help="last month (default 2025-12)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        log.setLevel(logging.WARNING)
+
+
+def _spark_error_message(err: Exception) -> str | None:
+    """The first meaningful line of a Spark/Py4J error, or None when ``err`` is not one."""
+    module = type(err).__module__
+    if not (module.startswith("pyspark") or module.startswith("py4j")):
+        return None
+    for line in str(err).splitlines():
+        if line.strip():
+            return f"Spark failed: {line.strip()}"
+    return f"Spark failed: {type(err).__name__}"
+
+
+def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
+    """Run ``body`` and turn every exception into one message and an exit code."""
+    try:
+        return body()
+    except SummaryPipelineError as err:
+        if verbose:
+            log.exception("failed")
+        console.error(err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        console.error(Exception("interrupted"))
+        return 130
+    except Exception as err:
+        message = _spark_error_message(err)
+        if message is None:
+            raise
+        if verbose:
+            log.exception("failed")
+        console.error(Exception(message), hint="Rerun with --verbose for the full traceback.")
+        return 1
+
+
+def _session(cfg: PipelineConfig, warehouse: str | None) -> Any:
+    from summary_pipeline.spark import build_session
+
+    return build_session(cfg, warehouse=warehouse)
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from summary_pipeline.runner import run
+
+    cfg = load_config(args.config)
+    options = RunOptions(mode=args.mode, start_month=args.start_month, end_month=args.end_month,
+                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace)
+    console.banner(options.mode, options.dry_run)
+    console.ignored_keys(cfg.ignored_keys())
+    spark = _session(cfg, args.warehouse)
+    try:
+        result = run(spark, cfg, options, progress=console.progress, config_name=args.config)
+    finally:
+        spark.stop()
+    console.finished(result)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int:
+    from summary_pipeline import demo as demo_module
+
+    cfg = load_config(args.config)
+    spark = _session(cfg, args.warehouse)
+    try:
+        if demo:
+            demo_module.run_demo(spark, cfg, console, accounts=args.accounts, start_month=args.start_month,
+                                 end_month=args.end_month, seed=args.seed, config_name=args.config)
+        else:
+            n = demo_module.generate_source(spark, cfg, accounts=args.accounts, start_month=args.start_month,
+                                            end_month=args.end_month, seed=args.seed)
+            console.progress(f"Appended {n:,} versions to {cfg.source_table}")
+    finally:
+        spark.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``summary-pipeline``, ``python -m summary_pipeline`` and the spark-submit job file."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = args_list[0] if args_list and args_list[0] in SUBCOMMANDS else "run"
+    if args_list and args_list[0] in SUBCOMMANDS:
+        args_list = args_list[1:]
+    prog = "summary-pipeline" if command == "run" else f"summary-pipeline {command}"
+    parser = _run_parser(prog) if command == "run" else _generate_parser(prog, demo=command == "demo")
+    args = parser.parse_args(args_list)
+    _setup_logging(args.verbose)
+    console = Console(json_output=args.output == "json")
+    if command == "run":
+        return _handle(console, args.verbose, lambda: _cmd_run(args, console))
+    return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,488 @@
+"""The configuration: one frozen, validated model of the seed's JSON format.
+
+The seed's ``summary_config.json`` loads unchanged. Problems that need no data (missing or unknown keys, bad
+types, references to undefined rolling or grid columns, ``num_cols`` different from ``history_length``) are all
+found here, before Spark starts, and reported together in one :class:`ConfigError` that names the file. Problems
+that need the source schema or Spark's parser are checked by :mod:`summary_pipeline.preflight` once a session
+exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from summary_pipeline.errors import ConfigError
+
+__all__ = [
+    "IGNORED_SEED_KEYS",
+    "ColumnExpr",
+    "GridColumn",
+    "PipelineConfig",
+    "RollingColumn",
+    "SoftDelete",
+    "SparkFlags",
+    "load_config",
+    "parse_config",
+]
+
+#: Seed keys that configure nothing in this product; accepted and reported once at start.
+IGNORED_SEED_KEYS = (
+    "coalesce_exclusion_cols",
+    "primary_date_column",
+    "mapper_column",
+    "backfill_settings",
+    "performance",
+)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+_DECIMAL = re.compile(r"^decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
+_SIMPLE_TYPES = {
+    "integer": "int",
+    "int": "int",
+    "long": "bigint",
+    "bigint": "bigint",
+    "double": "double",
+    "string": "string",
+    "date": "date",
+    "decimal": "decimal(18,2)",
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def spark_type(type_name: str) -> str:
+    """Map a config ``type`` (the seed's ``Integer``, ``String``, ...) to a Spark SQL type name.
+
+    >>> spark_type("Integer"), spark_type("Decimal(10,2)")
+    ('int', 'decimal(10,2)')
+    """
+    simple = _SIMPLE_TYPES.get(type_name.strip().lower())
+    if simple is not None:
+        return simple
+    match = _DECIMAL.match(type_name.strip())
+    if match and 0 < int(match.group(1)) <= 38 and int(match.group(2)) <= int(match.group(1)):
+        return f"decimal({match.group(1)},{match.group(2)})"
+    raise ValueError(
+        f"unknown type {type_name!r}; use one of Integer, Long, Double, Decimal, Decimal(p,s), String, Date"
+    )
+
+
+def _seconds(value: int | str) -> int:
+    """Parse a look-back: whole seconds, or ``"<n> <unit>"`` with s/m/h/d units.
+
+    >>> _seconds("6 hours"), _seconds(90)
+    (21600, 90)
+    """
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write seconds (3600) or '<n> <unit>' like '6 hours'")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ColumnExpr(_Model):
+    """A named Spark SQL expression (``column_transformations`` and ``inferred_columns``)."""
+
+    name: str
+    mapper_expr: str
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENT.match(value):
+            raise ValueError(f"{value!r} is not a column identifier")
+        return value
+
+
+class RollingColumn(_Model):
+    """A column whose last ``history_length`` monthly values are kept as ``<name>_history``."""
+
+    name: str
+    mapper_expr: str
+    type: str
+    num_cols: int | None = None
+    mapper_column: str | None = None  # seed key; configures nothing here
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENT.match(value):
+            raise ValueError(f"{value!r} is not a column identifier")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        spark_type(value)
+        return value
+
+    @property
+    def spark_type(self) -> str:
+        """The Spark SQL type the mapped value is cast to."""
+        return spark_type(self.type)
+
+    @property
+    def history_column(self) -> str:
+        """Name of the history array column in the summary tables."""
+        return f"{self.name}_history"
+
+
+class GridColumn(_Model):
+    """A string built from a rolling history array (e.g. the 36-character payment grid)."""
+
+    name: str
+    mapper_rolling_column: str
+    placeholder: str = "?"
+    # The seed misspells the key ``seperator``; both spellings are accepted.
+    separator: str = Field(default="", alias="seperator")
+
+
+class SoftDelete(_Model):
+    """Which destination column marks a version deleted, and with which codes."""
+
+    column: str = "soft_del_cd"
+    codes: tuple[str, ...] = ("1", "4")
+
+
+class SparkFlags(_Model):
+    """The seed's ``spark_config`` block: friendly switches mapped onto Spark settings."""
+
+    adaptive_enabled: bool | None = None
+    dynamic_partition_pruning: bool | None = None
+    skew_join_enabled: bool | None = None
+    broadcast_threshold_mb: int | None = None
+
+    def settings(self) -> dict[str, str]:
+        """The Spark settings these switches stand for (only the ones given)."""
+        out: dict[str, str] = {}
+        if self.adaptive_enabled is not None:
+            out["spark.sql.adaptive.enabled"] = str(self.adaptive_enabled).lower()
+        if self.dynamic_partition_pruning is not None:
+            out["spark.sql.optimizer.dynamicPartitionPruning.enabled"] = str(
+                self.dynamic_partition_pruning
+            ).lower()
+        if self.skew_join_enabled is not None:
+            out["spark.sql.adaptive.skewJoin.enabled"] = str(self.skew_join_enabled).lower()
+        if self.broadcast_threshold_mb is not None:
+            out["spark.sql.autoBroadcastJoinThreshold"] = str(self.broadcast_threshold_mb * 1024 * 1024)
+        return out
+
+
+class PipelineConfig(_Model):
+    """Everything a run needs to know, validated once; see docs/config.md for each key."""
+
+    source_table: str
+    destination_table: str
+    latest_history_table: str
+    partition_column: str
+    primary_column: str
+    max_identifier_column: str
+    columns: dict[str, str]
+    rolling_columns: tuple[RollingColumn, ...]
+    history_length: int = Field(default=36, ge=1, le=600)
+    tie_breaker_columns: tuple[str, ...] = ()
+    column_transformations: tuple[ColumnExpr, ...] = ()
+    inferred_columns: tuple[ColumnExpr, ...] = ()
+    date_col_list: tuple[str, ...] = ()
+    latest_history_addon_cols: tuple[str, ...] | None = None
+    grid_columns: tuple[GridColumn, ...] = ()
+    soft_delete: SoftDelete = SoftDelete()
+    spark_config: SparkFlags = SparkFlags()
+    spark: dict[str, str | int | float | bool] = {}
+    warehouse: str | None = None
+    catalog_name: str = "local"
+    watermark_lookback: int = 0
+    run_ledger_table: str | None = None
+    quarantine_table: str | None = None
+    # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
+    primary_date_column: str | None = None
+    coalesce_exclusion_cols: Any = None
+    backfill_settings: Any = None
+    performance: Any = None
+
+    @field_validator("source_table", "destination_table", "latest_history_table", "run_ledger_table",
+                     "quarantine_table")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        if value is not None and not _TABLE.match(value):
+            raise ValueError(f"{value!r} is not a table name; use [catalog.]namespace.table with letters, "
+                             "digits and underscores")
+        return value
+
+    @field_validator("partition_column", "primary_column", "max_identifier_column")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        if not _IDENT.match(value):
+            raise ValueError(f"{value!r} is not a column identifier")
+        return value
+
+    @field_validator("watermark_lookback", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("write seconds (3600) or '<n> <unit>' like '6 hours'")
+        return _seconds(value)
+
+    # ----- derived names -------------------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        """The account column."""
+        return self.primary_column
+
+    @property
+    def month(self) -> str:
+        """The reporting-month column ('YYYY-MM')."""
+        return self.partition_column
+
+    @property
+    def ts(self) -> str:
+        """The version timestamp column (``base_ts`` in the seed)."""
+        return self.max_identifier_column
+
+    @property
+    def ledger_table(self) -> str:
+        """The run ledger table; defaults to ``<destination>_runs``."""
+        return self.run_ledger_table or f"{self.destination_table}_runs"
+
+    @property
+    def quarantine(self) -> str:
+        """The quarantine table; defaults to ``<destination>_quarantine``."""
+        return self.quarantine_table or f"{self.destination_table}_quarantine"
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """Destination columns in summary order: ``columns`` then inferred (key, month, ts included)."""
+        names = list(self.columns.values())
+        for fixed in (self.key, self.month, self.ts, self.soft_delete.column):
+            if fixed not in names:
+                names.append(fixed)
+        names += [c.name for c in self.inferred_columns if c.name not in names]
+        return tuple(names)
+
+    @property
+    def history_columns(self) -> tuple[str, ...]:
+        """The ``<rolling>_history`` array columns, in config order."""
+        return tuple(r.history_column for r in self.rolling_columns)
+
+    @property
+    def summary_columns(self) -> tuple[str, ...]:
+        """Every user-facing summary column, in table order."""
+        return (*self.value_columns, *self.history_columns, *(g.name for g in self.grid_columns),
+                "fact_base_ts")
+
+    @property
+    def latest_columns(self) -> tuple[str, ...]:
+        """latest_summary columns: key, month, timestamps, the add-on columns (or all), every history array."""
+        fixed = [self.key, self.month, self.ts, "fact_base_ts"]
+        extra = (list(self.latest_history_addon_cols) if self.latest_history_addon_cols is not None
+                 else list(self.summary_columns))
+        names = fixed + [c for c in extra if c not in fixed]
+        names += [h for h in self.history_columns if h not in names]
+        return tuple(names)
+
+    def ignored_keys(self) -> list[str]:
+        """Seed keys present in this config that configure nothing in this product."""
+        found = [k for k in IGNORED_SEED_KEYS if getattr(self, k, None) is not None]
+        if any(r.mapper_column is not None for r in self.rolling_columns):
+            found.append("rolling_columns[].mapper_column")
+        return found
+
+    def spark_settings(self) -> dict[str, str]:
+        """Spark settings from ``spark_config`` switches, overridden by the explicit ``spark`` block."""
+        out = self.spark_config.settings()
+        out.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in self.spark.items()})
+        return out
+
+
+def _format_location(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
+    """Render a pydantic error location like ``rolling_columns[2].type``, naming the entry where it can."""
+    out = ""
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, Mapping) and isinstance(node.get("name"), str):
+                out += f" ({node['name']})"
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return out
+
+
+def _model_fields(loc: tuple[int | str, ...]) -> list[str]:
+    """The known keys at the level of an unknown key, for a "did you mean"."""
+    model: type[BaseModel] = PipelineConfig
+    nested: dict[str, type[BaseModel]] = {
+        "rolling_columns": RollingColumn,
+        "grid_columns": GridColumn,
+        "column_transformations": ColumnExpr,
+        "inferred_columns": ColumnExpr,
+        "soft_delete": SoftDelete,
+        "spark_config": SparkFlags,
+    }
+    for part in loc[:-1]:
+        if isinstance(part, str) and part in nested:
+            model = nested[part]
+    names = list(model.model_fields)
+    if model is GridColumn:
+        names.append("separator")
+    return names
+
+
+def _pydantic_problems(err: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = _format_location(loc, raw)
+        if e["type"] == "extra_forbidden":
+            guess = difflib.get_close_matches(str(loc[-1]), _model_fields(loc), n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else ""
+            problems.append(f"{where}: unknown key{hint}")
+        elif e["type"] == "missing":
+            problems.append(f"{where}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+    return problems
+
+
+def _reference_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Cross-reference checks on the raw dict, so they can be reported beside type errors."""
+    problems: list[str] = []
+
+    def names(key: str) -> list[str]:
+        items = cfg.get(key) or []
+        return [i["name"] for i in items if isinstance(i, Mapping) and isinstance(i.get("name"), str)]
+
+    columns = cfg.get("columns") if isinstance(cfg.get("columns"), Mapping) else {}
+    assert isinstance(columns, Mapping)
+    destinations = [v for v in columns.values() if isinstance(v, str)]
+    dest_set = set(destinations)
+    for name in sorted({d for d in destinations if destinations.count(d) > 1}):
+        problems.append(f"columns: destination name {name!r} is used more than once")
+    for source, dest in columns.items():
+        if isinstance(dest, str) and not _IDENT.match(dest):
+            problems.append(f"columns.{source}: {dest!r} is not a column identifier")
+    for key in ("primary_column", "partition_column", "max_identifier_column"):
+        fixed = cfg.get(key)
+        if not isinstance(fixed, str):
+            continue
+        name = fixed
+        if name in columns and columns[name] != name:
+            problems.append(f"columns.{name}: the {key} must keep its name (maps to {columns[name]!r})")
+        if name not in columns and name in dest_set:
+            problems.append(f"{key}: {name!r} must be a source column that keeps its name")
+    soft = cfg.get("soft_delete") if isinstance(cfg.get("soft_delete"), Mapping) else {}
+    assert isinstance(soft, Mapping)
+    soft_col = soft.get("column", "soft_del_cd")
+    inferred = names("inferred_columns")
+    if isinstance(soft_col, str) and soft_col not in dest_set:
+        problems.append(f"soft_delete.column: {soft_col!r} is not a destination name in columns")
+    for i, name in enumerate(names("column_transformations")):
+        if name not in dest_set:
+            problems.append(f"column_transformations[{i}] ({name}): not a destination column; "
+                            "add it to columns, or use inferred_columns for a derived column")
+    for name in inferred:
+        if name in dest_set:
+            problems.append(f"inferred_columns ({name}): already a column; use column_transformations "
+                            "to change it")
+    for name in sorted({n for n in inferred if inferred.count(n) > 1}):
+        problems.append(f"inferred_columns: {name!r} is defined more than once")
+    for i, name in enumerate(cfg.get("date_col_list") or []):
+        if isinstance(name, str) and name not in dest_set:
+            problems.append(f"date_col_list[{i}]: {name!r} is not a destination name in columns")
+    rolling = names("rolling_columns")
+    for name in sorted({n for n in rolling if rolling.count(n) > 1}):
+        problems.append(f"rolling_columns: {name!r} is defined more than once")
+    length = cfg.get("history_length", 36)
+    for i, item in enumerate(cfg.get("rolling_columns") or []):
+        if not isinstance(item, Mapping):
+            continue
+        num = item.get("num_cols")
+        if isinstance(num, int) and isinstance(length, int) and num != length:
+            problems.append(f"rolling_columns[{i}] ({item.get('name')}).num_cols: {num} differs from "
+                            f"history_length {length}; they must be equal")
+        hist = f"{item.get('name')}_history"
+        if hist in dest_set or hist in inferred:
+            problems.append(f"rolling_columns[{i}]: {hist!r} would clash with a column of that name")
+    grids = names("grid_columns")
+    for i, item in enumerate(cfg.get("grid_columns") or []):
+        if isinstance(item, Mapping) and item.get("mapper_rolling_column") not in rolling:
+            ref = item.get("mapper_rolling_column")
+            guess = difflib.get_close_matches(str(ref), rolling, n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else f"; rolling columns are {rolling}"
+            problems.append(f"grid_columns[{i}] ({item.get('name')}).mapper_rolling_column: {ref!r} is not a "
+                            f"rolling column{hint}")
+        if isinstance(item, Mapping) and "separator" in item and "seperator" in item:
+            problems.append(f"grid_columns[{i}]: give 'separator' or the seed's 'seperator', not both")
+        if isinstance(item, Mapping) and (item.get("name") in dest_set or item.get("name") in inferred):
+            problems.append(f"grid_columns[{i}]: {item.get('name')!r} clashes with a column of that name")
+    addon = cfg.get("latest_history_addon_cols")
+    if isinstance(addon, list):
+        known = dest_set | set(inferred) | set(grids) | {f"{r}_history" for r in rolling} | {"fact_base_ts"}
+        known |= {str(cfg[k]) for k in ("primary_column", "partition_column", "max_identifier_column")
+                  if isinstance(cfg.get(k), str)}
+        for i, name in enumerate(addon):
+            if name not in known:
+                guess = difflib.get_close_matches(str(name), sorted(known), n=1)
+                hint = f"; did you mean {guess[0]!r}?" if guess else ""
+                problems.append(f"latest_history_addon_cols[{i}]: {name!r} is not a summary column{hint}")
+    return problems
+
+
+def parse_config(raw: Any, source: str = "config") -> PipelineConfig:
+    """Validate a config dict (the parsed JSON) and return the frozen model.
+
+    Raises:
+        ConfigError: listing every problem found, naming ``source``.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(["the top level must be a JSON object"], source)
+    problems: list[str] = []
+    model: PipelineConfig | None = None
+    try:
+        model = PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        problems += _pydantic_problems(err, raw)
+    problems += _reference_problems(raw)
+    if problems or model is None:
+        raise ConfigError(problems, source)
+    return model
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Read and validate a config file (the seed's JSON format), applying top-level ``overrides``.
+
+    Raises:
+        ConfigError: the file is missing, is not JSON, or has problems (all listed, naming the file).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([f"cannot read the config file: {err.strerror or err}"], str(p)) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError([f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"],
+                          str(p)) from None
+    if isinstance(raw, dict) and overrides:
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(raw, str(p))

@@ -1,0 +1,97 @@
+"""Everything the CLI prints for a person (and the JSON it prints for machines). Nothing else prints.
+
+The layout follows the seed's console output: a banner, the records to process, the case counts, one line per
+phase, the total minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.result import RunResult
+
+__all__ = ["Console"]
+
+RULE = "=" * 80
+
+_TITLES = {
+    "initial": "INITIAL MODE (FULL REBUILD)",
+    "incremental": "INCREMENTAL MODE (PRODUCTION)",
+    "forward": "FORWARD MODE",
+    "backfill": "BACKFILL MODE",
+}
+
+
+class Console:
+    """Human output on stdout (or JSON with ``json_output``); errors on stderr."""
+
+    def __init__(self, json_output: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.json_output = json_output
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def _print(self, text: str = "") -> None:
+        if not self.json_output:
+            print(text, file=self.out, flush=True)
+
+    def progress(self, line: str) -> None:
+        """One progress line of a run (the runner's :data:`~summary_pipeline.runner.Progress`)."""
+        self._print(line)
+
+    def banner(self, mode: str, dry_run: bool = False) -> None:
+        """The seed's banner for a run."""
+        title = _TITLES.get(mode, mode.upper())
+        self._print(RULE)
+        self._print(f"SUMMARY PIPELINE - {title}{' - DRY RUN' if dry_run else ''}")
+        self._print(RULE)
+
+    def ignored_keys(self, keys: list[str]) -> None:
+        """Report, once, seed keys that configure nothing here."""
+        if keys:
+            self._print(f"Note: config keys that configure nothing in this product are ignored: {', '.join(keys)}")
+
+    def finished(self, result: RunResult) -> None:
+        """The closing lines: what was written (or planned) and the total time."""
+        if self.json_output:
+            print(json.dumps(result.as_dict(), default=str, sort_keys=True), file=self.out, flush=True)
+            return
+        self._print("")
+        if result.dry_run:
+            self._print("Dry run: nothing was written. The run would write:")
+        self._print(f"  summary rows: {result.summary_rows_written:,}")
+        self._print(f"  latest_summary rows: {result.latest_rows_written:,}")
+        if result.first_month:
+            self._print(f"  accounts: {result.accounts:,}, months {result.first_month} to {result.last_month}")
+        minutes = result.timings.get("total", 0.0) / 60
+        verb = "planned" if result.dry_run else "completed"
+        self._print(f"{result.mode.capitalize()} processing {verb} in {minutes:.2f} minutes")
+        self._print(RULE)
+
+    def table(self, title: str, rows: list[dict[str, Any]]) -> None:
+        """A small aligned table (used by the demo to show a few rows)."""
+        if self.json_output:
+            print(json.dumps({"title": title, "rows": rows}, default=str), file=self.out, flush=True)
+            return
+        self._print(title)
+        if not rows:
+            self._print("  (no rows)")
+            return
+        cols = list(rows[0])
+        cells = [[str(r.get(c)) for c in cols] for r in rows]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+        self._print("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+        for row in cells:
+            self._print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+    def error(self, err: SummaryPipelineError | Exception, hint: str | None = None) -> None:
+        """One clear error message (JSON on stdout too when asked), never a bare stack trace."""
+        text = str(err)
+        if self.json_output:
+            print(json.dumps({"status": "failed", "error": text, "type": type(err).__name__}),
+                  file=self.out, flush=True)
+        print(f"error: {text}", file=self.err, flush=True)
+        if hint:
+            print(hint, file=self.err, flush=True)

@@ -1,0 +1,50 @@
+"""The one error hierarchy of the product.
+
+Every failure a user can cause or meet ends as one of these, with a message that says what is wrong and how to
+fix it. The CLI turns them into one line (or a short list) and an exit code; nothing else should reach the user
+as a Py4J stack trace.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "NotReadyError",
+    "SourceError",
+    "SummaryPipelineError",
+    "TablesNotEmptyError",
+]
+
+
+class SummaryPipelineError(Exception):
+    """Base of every error the product raises on purpose.
+
+    ``exit_code`` is what the CLI exits with; 1 unless a subclass says otherwise.
+    """
+
+    exit_code = 1
+
+
+class ConfigError(SummaryPipelineError):
+    """The configuration is wrong: a file, a key, a type, a reference, an expression."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(self.problems)} {noun}:\n{lines}")
+
+
+class SourceError(SummaryPipelineError):
+    """The source table is missing or does not fit the config."""
+
+
+class NotReadyError(SummaryPipelineError):
+    """The tables are not in a state the requested mode can start from (e.g. incremental before initial)."""
+
+
+class TablesNotEmptyError(SummaryPipelineError):
+    """``initial`` refuses to replace tables that already hold data unless asked to."""
+
+    exit_code = 2

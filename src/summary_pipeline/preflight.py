@@ -1,0 +1,74 @@
+"""Config checks that need a session (SPEC 4, second phase): the source schema and Spark's parser.
+
+They run right after the session starts and before any data is read: resolving names against the source
+table's schema and analysing expressions on an empty frame launch no Spark job. Every problem is collected
+and reported at once.
+"""
+
+from __future__ import annotations
+
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from summary_pipeline.config import PipelineConfig
+from summary_pipeline.errors import ConfigError, SourceError
+
+__all__ = ["check_against_source", "read_source"]
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return text
+
+
+def read_source(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
+    """The source table as a DataFrame (lazy), or a clear error when it does not exist."""
+    try:
+        return spark.table(cfg.source_table)
+    except AnalysisException:
+        raise SourceError(
+            f"source table {cfg.source_table} does not exist in catalog "
+            f"{spark.conf.get('spark.sql.defaultCatalog')}; create it (see accounts_all.sql), load data, "
+            "or fix source_table in the config (`summary-pipeline generate` makes a demo table)"
+        ) from None
+
+
+def check_against_source(source: DataFrame, cfg: PipelineConfig, config_name: str = "config") -> None:
+    """Check every name and expression of ``cfg`` against the source schema, listing all problems.
+
+    Raises:
+        ConfigError: naming each missing source column and each expression that does not parse or resolve.
+    """
+    have = {f.name.lower() for f in source.schema.fields}
+    problems: list[str] = []
+    needed = [("columns", c) for c in cfg.columns]
+    needed += [(k, c) for k, c in (("primary_column", cfg.key), ("partition_column", cfg.month),
+                                   ("max_identifier_column", cfg.ts)) if c not in cfg.columns]
+    needed += [("tie_breaker_columns", c) for c in cfg.tie_breaker_columns]
+    for where, name in needed:
+        if name.lower() not in have:
+            problems.append(f"{where}: source column {name!r} is not in {cfg.source_table}")
+    if problems:
+        raise ConfigError(problems, config_name)
+    df = source.limit(0).select(*(F.col(f"`{s}`").alias(d) for s, d in cfg.columns.items()))
+    steps = [("column_transformations", s.name, s.mapper_expr) for s in cfg.column_transformations]
+    steps += [("inferred_columns", s.name, s.mapper_expr) for s in cfg.inferred_columns]
+    steps += [("rolling_columns", r.name, r.mapper_expr) for r in cfg.rolling_columns]
+    for where, name, text in steps:
+        target = name if where != "rolling_columns" else f"_sp_{name}"
+        try:
+            df = df.withColumn(target, F.expr(text))
+        except ParseException as err:
+            problems.append(f"{where} ({name}): expression does not parse: {_first_line(err)}")
+        except AnalysisException as err:
+            problems.append(f"{where} ({name}): {_first_line(err)}")
+        else:
+            continue
+        # A stand-in keeps later expressions that use this column from failing a second time.
+        df = df.withColumn(target, F.lit(None))
+    if problems:
+        raise ConfigError(problems, config_name)

