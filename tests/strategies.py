@@ -65,3 +65,26 @@ def source_versions(draw: st.DrawFn, min_accounts: int = 20, max_accounts: int =
     for account in range(1, n + 1):
         rows += draw(account_versions(account))
     return rows + draw(bad_rows())
+
+
+@st.composite
+def batch_steps(draw: st.DrawFn, accounts: int, steps: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A sequence of (mode, new source versions) steps over the same accounts.
+
+    Later steps bring new months, corrections of old months (some beyond H), extra versions of existing keys,
+    deletes, and versions older than the watermark that only forward/backfill read.
+    """
+    out = []
+    for step in range(steps):
+        mode = "initial" if step == 0 else draw(st.sampled_from(["incremental", "incremental", "forward", "backfill"]))
+        rows: list[dict[str, Any]] = []
+        for account in range(1, accounts + 1):
+            if step and not draw(st.booleans()):
+                continue
+            for row in draw(account_versions(account)):
+                # Later steps arrive later, except a few stragglers (older base_ts than the watermark).
+                late = draw(st.integers(0, 9)) == 0
+                row["base_ts"] = row["base_ts"] + dt.timedelta(days=0 if late else 10 * step)
+                rows.append(row)
+        out.append((mode, rows))
+    return out

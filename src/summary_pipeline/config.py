@@ -209,6 +209,7 @@ class PipelineConfig(_Model):
     watermark_lookback: int = 0
     run_ledger_table: str | None = None
     quarantine_table: str | None = None
+    deletes_table_name: str | None = Field(default=None, alias="deletes_table")
     # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
     primary_date_column: str | None = None
     coalesce_exclusion_cols: Any = None
@@ -216,7 +217,7 @@ class PipelineConfig(_Model):
     performance: Any = None
 
     @field_validator("source_table", "destination_table", "latest_history_table", "run_ledger_table",
-                     "quarantine_table")
+                     "quarantine_table", "deletes_table_name")
     @classmethod
     def _table_name(cls, value: str | None) -> str | None:
         if value is not None and not _TABLE.match(value):
@@ -264,6 +265,11 @@ class PipelineConfig(_Model):
     def quarantine(self) -> str:
         """The quarantine table; defaults to ``<destination>_quarantine``."""
         return self.quarantine_table or f"{self.destination_table}_quarantine"
+
+    @property
+    def deletes_table(self) -> str:
+        """Winning deletes kept in full so later runs can rank against them; ``<destination>_deletes``."""
+        return self.deletes_table_name or f"{self.destination_table}_deletes"
 
     @property
     def value_columns(self) -> tuple[str, ...]:

@@ -30,32 +30,29 @@ __all__ = [
     "generate_versions",
 ]
 
-_SOURCE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("cons_acct_key", "BIGINT"), ("bureau_mbr_id", "STRING"), ("port_type_cd", "STRING"),
-    ("acct_type_dtl_cd", "STRING"), ("acct_open_dt", "DATE"), ("acct_closed_dt", "DATE"),
-    ("pymt_terms_cd", "STRING"), ("pymt_terms_dtl_cd", "STRING"), ("acct_dt", "DATE"),
-    ("acct_stat_cd", "STRING"), ("acct_pymt_stat_cd", "STRING"), ("acct_pymt_stat_dtl_cd", "STRING"),
-    ("acct_credit_ext_am", "INT"), ("acct_bal_am", "INT"), ("past_due_am", "INT"), ("actual_pymt_am", "INT"),
-    ("last_pymt_dt", "DATE"), ("schd_pymt_dt", "DATE"), ("next_schd_pymt_am", "INT"),
-    ("collateral_cd", "STRING"), ("orig_pymt_due_dt", "DATE"), ("write_off_dt", "DATE"),
-    ("write_off_am", "INT"), ("asset_class_cd_4in", "STRING"), ("days_past_due_ct_4in", "INT"),
-    ("high_credit_am_4in", "INT"), ("cash_limit_am_4in", "INT"), ("collateral_am_4in", "INT"),
-    ("total_write_off_am_4in", "INT"), ("principal_write_off_am_4in", "INT"), ("settled_am_4in", "INT"),
-    ("interest_rate_4in", "INT"), ("suit_filed_wilful_def_stat_cd_4in", "STRING"),
-    ("wo_settled_stat_cd_4in", "STRING"), ("soft_del_cd", "STRING"), ("base_ts", "TIMESTAMP"),
-    ("insert_ts", "TIMESTAMP"), ("update_ts", "TIMESTAMP"), ("rpt_as_of_mo", "STRING"),
+SOURCE_SCHEMA = (
+    "cons_acct_key BIGINT, bureau_mbr_id STRING, port_type_cd STRING, acct_type_dtl_cd STRING, "
+    "acct_open_dt DATE, acct_closed_dt DATE, pymt_terms_cd STRING, pymt_terms_dtl_cd STRING, acct_dt DATE, "
+    "acct_stat_cd STRING, acct_pymt_stat_cd STRING, acct_pymt_stat_dtl_cd STRING, acct_credit_ext_am INT, "
+    "acct_bal_am INT, past_due_am INT, actual_pymt_am INT, last_pymt_dt DATE, schd_pymt_dt DATE, "
+    "next_schd_pymt_am INT, collateral_cd STRING, orig_pymt_due_dt DATE, write_off_dt DATE, "
+    "write_off_am INT, asset_class_cd_4in STRING, days_past_due_ct_4in INT, high_credit_am_4in INT, "
+    "cash_limit_am_4in INT, collateral_am_4in INT, total_write_off_am_4in INT, "
+    "principal_write_off_am_4in INT, settled_am_4in INT, interest_rate_4in INT, "
+    "suit_filed_wilful_def_stat_cd_4in STRING, wo_settled_stat_cd_4in STRING, soft_del_cd STRING, "
+    "base_ts TIMESTAMP, insert_ts TIMESTAMP, update_ts TIMESTAMP, rpt_as_of_mo STRING"
 )
-SOURCE_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in _SOURCE_COLUMNS)
 """The reference source schema (``reference/accounts_all.sql``) as a Spark DDL string, in column order."""
 
-ASSET_CLASS_CODES = ("1", "01", "S", "2", "02", "B", "3", "03", "D", "4", "04", "5", "05", "M", "0", "6", "G",
-                     "L", "C")
-"""Every asset class code the reference ``payment_rating_cd`` mapping knows."""
+ASSET_CLASS_CODES = ("1", "01", "S", "2", "02", "B", "3", "03", "D", "4", "04", "5", "05", "M", "L", "0", "6",
+                     "G", "C")
+"""Every asset class code the reference ``payment_rating_cd`` mapping knows: standard (3), substandard (3),
+doubtful or loss (9) first, which is the order the generator picks from by days past due."""
 
 SENTINEL_AMOUNTS = (-2147483647, -214748364, -21474836, -1)
 """Amounts the bureau sends for "not reported"; the reference config turns them into NULL."""
 
-_TYPES = dict(_SOURCE_COLUMNS)
+_TYPES = dict(part.split() for part in SOURCE_SCHEMA.split(", "))
 _COLUMNS = list(_TYPES)
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _ACCT_TYPES = ("5", "214", "220", "213", "224", "121", "123", "130", "175", "181")
@@ -63,11 +60,9 @@ _SENTINEL_COLUMNS = ("acct_credit_ext_am", "acct_bal_am", "past_due_am", "actual
                      "next_schd_pymt_am", "total_write_off_am_4in")
 _DATE_COLUMNS = ("acct_open_dt", "acct_closed_dt", "acct_dt", "last_pymt_dt", "schd_pymt_dt",
                  "orig_pymt_due_dt", "write_off_dt")
+_COLLATERAL = ("", "01", "02", "03", None)
 _ANCIENT_DATES = ("0001-01-01", "0900-06-30", "0999-12-31")  # strings: py4j's date conversion mangles them
 _MICROS, _DAY = 1_000_000, 86_400
-# What a draw depends on: the account; the account-month (_mo: absolute month number); the version's values
-# (_vv: version number, with a delete mapped to 0 so it repeats the first report's values).
-_A, _AM, _ROW = ("cons_acct_key",), ("cons_acct_key", "_mo"), ("cons_acct_key", "_mo", "_vv")
 
 # Version numbers: 0 = first report, 1 = later correction, 2 = same base_ts as 0 (tie-breakers decide),
 # 3 = later soft delete carrying version 0's values. Rates are per account-month.
@@ -86,45 +81,48 @@ def _month_number(month: str, name: str) -> int:
     return int(match.group(1)) * 12 + int(match.group(2)) - 1
 
 
-def _sql_literal(value: str | int | None) -> str:
-    """A Python constant as Spark SQL text (only the simple constants this module uses).
+class _Draws:
+    """Named, reproducible pseudo-random draws for one level of rows (account, account-month or version).
 
-    >>> _sql_literal("S"), _sql_literal(None), _sql_literal(-1)
-    ("'S'", 'NULL', '-1')
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return str(int(value))
-
-
-class _Hash:
-    """Deterministic pseudo-randomness: values depend on the seed, a salt and row columns, never on tasks.
-
-    Each draw is one SQL expression (one Py4J call instead of half a dozen), which keeps building the ~150
-    draws of a row fast; ``cols`` are column names or SQL literals.
+    A draw is a 21-bit slice of an ``xxhash64`` of the seed, a hash number and the level's keys, three per
+    hash: rows do not depend on partitioning, and the generated code stays small enough for the JVM to
+    JIT-compile (an outgrown projection runs several times slower). Slots follow the order of first use.
     """
 
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
+    def __init__(self, seed: int, prefix: str, keys: Sequence[str]) -> None:
+        self.seed, self.prefix, self.keys = int(seed), prefix, ", ".join(keys)
+        self.slots: dict[str, int] = {}
 
-    def _hash(self, salt: str, cols: Sequence[str]) -> str:
-        return f"xxhash64({self.seed}L, '{salt}', {', '.join(cols)})"
+    def bits(self, name: str) -> str:
+        """SQL for the draw ``name``: a uniform BIGINT in ``[0, 2**21)``."""
+        i = self.slots.setdefault(name, len(self.slots))
+        return f"(shiftright({self.prefix}{i // 3}, {21 * (i % 3)}) & 2097151)"
 
-    def below(self, salt: str, n: int, *cols: str) -> Column:
-        """Uniform INT in ``[0, n)`` (``n`` < 2**31)."""
-        return F.expr(f"CAST(pmod({self._hash(salt, cols)}, {int(n)}) AS INT)")
+    def below_sql(self, name: str, n: int | str) -> str:
+        # Multiply-shift rather than pmod: as uniform at this size, and no nullable division in the code.
+        return f"CAST(shiftright({self.bits(name)} * {n}, 21) AS INT)"
 
-    def unit(self, salt: str, *cols: str) -> Column:
-        """Uniform DOUBLE in ``[0, 1)`` with a resolution of 1e-6."""
-        return F.expr(f"pmod({self._hash(salt, cols)}, 1000000) / 1000000.0")
+    def below(self, name: str, n: int) -> Column:
+        """Uniform INT in ``[0, n)`` (``n`` far below 2**21)."""
+        return F.expr(self.below_sql(name, int(n)))
 
-    def pick(self, salt: str, values: Sequence[str | int | None], *cols: str) -> Column:
-        """One of ``values``, uniformly."""
-        array = ", ".join(_sql_literal(v) for v in values)
-        index = f"CAST(pmod({self._hash(salt, cols)}, {len(values)}) AS INT) + 1"
-        return F.expr(f"element_at(array({array}), {index})")
+    def unit_sql(self, name: str) -> str:
+        return f"({self.bits(name)} * {2.0 ** -21!r}D)"
+
+    def unit(self, name: str) -> Column:
+        """Uniform DOUBLE in ``[0, 1)``."""
+        return F.expr(self.unit_sql(name))
+
+    def pick(self, name: str, values: Sequence[str | int | None]) -> Column:
+        """One of ``values`` (plain constants without quotes), uniformly."""
+        array = ", ".join("NULL" if v is None else f"'{v}'" if isinstance(v, str) else str(v) for v in values)
+        return F.expr(f"element_at(array({array}), {self.below_sql(name, len(values))} + 1)")
+
+    def columns(self) -> dict[str, Column]:
+        """The hash columns the draws so far read; add them to the rows before the draws."""
+        count = (len(self.slots) + 2) // 3
+        return {f"{self.prefix}{j}": F.expr(f"xxhash64({self.seed}L, {j}, {self.keys})")
+                for j in range(count)}
 
 
 def _micros(seconds: Column) -> Column:
@@ -132,66 +130,123 @@ def _micros(seconds: Column) -> Column:
     return seconds.cast("long") * _MICROS
 
 
-def _versions(h: _Hash) -> Column:
-    """The version numbers one account-month gets (always 0; 1, 2, 3 at their rates)."""
-    return F.filter(
-        F.array(*[F.lit(v) for v in range(4)]),
-        lambda v: (v == 0)
-        | ((v == 1) & (h.unit("corr", *_AM) < _CORRECTION_RATE))
-        | ((v == 2) & (h.unit("tie", *_AM) < _TIE_RATE))
-        | ((v == 3) & (h.unit("del", *_AM) < _DELETE_RATE)),
-    )
+def _accounts(h: _Draws, start: Column, n_months: int) -> dict[str, Column]:
+    """Per-account attributes, drawn once per account however long the month range is."""
+    late = h.unit("late") < 0.25
+    first = F.when(late, h.below("open", n_months)).otherwise(0)  # index of the first reported month
+    age = F.when(late, 0).otherwise(h.below("age", 60))  # months open before the first report
+    opened = F.date_add(F.add_months(start, first - age), h.below("open_day", 28))
+    close_at = first + h.below("close_at", n_months)  # index of the closing month, when it closes
+    return {
+        "_first": first,
+        "_age": age,
+        "_limit": (10 + h.below("limit", 491)) * 1_000,
+        "_level": 10 + h.below("level", 71),  # balance level, % of the limit
+        "_drift": h.below("drift", 601) - 300,  # balance change per month
+        "_close_at": F.when(h.unit("closes") < 0.08, close_at),
+        "_closed": F.date_add(F.add_months(start, close_at), h.below("close_day", 28)),
+        "acct_open_dt": opened,
+        "orig_pymt_due_dt": F.date_add(opened, 30),
+        "_coll": h.below("coll", 5),
+        "_type": h.pick("type", _ACCT_TYPES),
+        "_high": 100 + h.below("high", 21),  # % of the limit
+        "bureau_mbr_id": F.format_string("MBR%04d", h.below("mbr", 500)),
+        "port_type_cd": h.pick("port", ("R", "I", "M", "O", "C")),
+        "pymt_terms_cd": h.pick("terms", ("M", "W", "B", "Q")),
+        "pymt_terms_dtl_cd": h.pick("terms_dtl", ("01", "02", "03", "M", "W")),
+        "interest_rate_4in": 8 + h.below("rate", 29),
+    }
 
 
-def _timestamps(h: _Hash, month_date: Column, base_ts: datetime | None) -> tuple[Column, Column, Column]:
-    """``base_ts``, ``insert_ts``, ``update_ts`` of each version, as microseconds since the epoch.
+def _account_months(h: _Draws, start: Column,
+                    base_ts: datetime | None) -> tuple[dict[str, Column], dict[str, Column]]:
+    """Values of an account-month's first version (later versions repeat or adjust them), and arrival times.
 
-    Without ``base_ts`` a month's first version arrives on the 15th of the next month (plus seconds), and
+    Without ``base_ts`` a month's first version arrives on the 15th of the next month (UTC, plus seconds), and
     corrections and deletes days later; with ``base_ts`` everything arrives within minutes of it, which is
-    what a test of one incremental batch needs.
+    what a test of one incremental batch needs. Times are microseconds since the epoch. Two steps, so values
+    used several times (month, days past due, first arrival) are computed once.
     """
-    v = F.col("_v")
+    month_date = F.add_months(start, F.col("_mi"))
     if base_ts is None:
-        start = (F.unix_date(F.add_months(month_date, 1)).cast("long") + 14) * (_DAY * _MICROS)
-        first, later_days, later_secs = h.below("ts", 36_000, *_AM), _DAY, 3_600
+        arrival = (F.unix_date(F.add_months(month_date, 1)).cast("long") + 14) * (_DAY * _MICROS)
+        first, later_days, later_secs = h.below("ts", 36_000), _DAY, 3_600
     else:
-        start = F.unix_micros(F.lit(base_ts))
-        first, later_days, later_secs = h.below("ts", 60, *_AM), 10, 10
-    ts0 = start + _micros(first)
-    corr = (1 + h.below("corr_ts", 10, *_AM)) * later_days + h.below("corr_s", later_secs, *_AM)
-    delete = (1 + h.below("del_ts", 20, *_AM)) * later_days + h.below("del_s", later_secs, *_AM)
-    shift = F.when(v == 1, corr).when(v == 3, delete).otherwise(0)
-    base = ts0 + _micros(shift)
+        arrival = F.unix_micros(F.lit(base_ts))
+        first, later_days, later_secs = h.below("ts", 60), 10, 10
+    r = h.unit("dpd")
+    age = F.col("_age") + F.col("_mi") - F.col("_first")
+    balance = F.col("_limit") * F.col("_level") / 100 + age * F.col("_drift") + h.below("noise", 401) - 200
+    blank = h.unit("type_blank")
+    values = {
+        "_month": month_date,
+        "_ts0": arrival + _micros(first),
+        "_dpd": (F.when(r < 0.12, -1 - h.below("neg", 30)).when(r < 0.13, F.lit(None))
+                 .when(r < 0.75, F.lit(0)).otherwise(h.below("pos", 201))).cast("int"),
+        "_balance": F.greatest(F.lit(0), F.least(F.col("_limit") * 1.1, balance)).cast("int"),
+        "_sentinel_col": h.below("sentinel", 100),  # < 6: that amount column holds a sentinel (1% each)
+        "_sentinel": h.pick("sentinel_value", SENTINEL_AMOUNTS),
+        "_ancient_col": h.below("ancient", 200),  # < 7: that date column is before year 1000 (0.5% each)
+        "_ancient": h.pick("ancient_value", _ANCIENT_DATES).cast("date"),
+        "acct_type_dtl_cd": F.when(blank < 0.03, F.lit("")).when(blank < 0.06, F.lit(None))
+        .otherwise(F.col("_type")),
+        "acct_pymt_stat_dtl_cd": h.pick("pymt_dtl", ("C", "P", "D", "N")),
+        "_pay": h.below("pay", 401) - 200,  # payment minus instalment
+        "_settled": h.unit("settled") < 0.3,  # whether a write-off was settled
+        "suit_filed_wilful_def_stat_cd_4in": F.when(h.unit("suit") < 0.05,
+                                                    h.pick("suit_cd", ("00", "01", "02", "03"))),
+        "_wo_cd": h.pick("wo_cd", ("02", "03", "04", "05")),
+        "_del": F.when(h.unit("del0") < 0.4, F.lit("0")),  # active: NULL or '0'
+        "_tie_kind": h.below("tie_kind", 3),
+        "_tie_step": _micros(1 + h.below("tie_step", 100)),
+    }
+    ts0, ins = F.col("_ts0"), _micros(h.below("ins", 300))
+    correction = (1 + h.below("corr_ts", 10)) * later_days + h.below("corr_s", later_secs)
+    delete = (1 + h.below("del_ts", 20)) * later_days + h.below("del_s", later_secs)
+    derived = {
+        "_ts1": ts0 + _micros(correction),
+        "_ts3": ts0 + _micros(delete),
+        "_ins0": ts0 + ins,
+        "_upd0": F.when(h.unit("upd_null") >= 0.1, ts0 + ins + _micros(h.below("upd", 3_600))),
+        "last_pymt_dt": F.date_add(F.col("_month"), h.below("pay_day", 28)),
+        "asset_class_cd_4in": F.when(h.unit("asset_null") >= 0.02, _asset(h, F.col("_dpd"))),
+    }
+    return values, derived
 
-    def insert(version: str) -> Column:
-        return _micros(h.below("ins", 300, *_AM, version))
 
-    def update(ins: Column, version: str) -> Column:
-        return F.when(h.unit("upd_null", *_AM, version) >= 0.1,
-                      ins + _micros(h.below("upd", 3_600, *_AM, version)))
+def _asset(h: _Draws, dpd: Column) -> Column:
+    """An asset class code that fits the days past due; any code at all when they are negative or NULL.
 
-    ins = base + insert("_v")
-    upd = update(ins, "_v")
-    # The tie version shares version 0's base_ts; its tie-breakers rank it above (kinds 0, 1) or below (2) it.
-    ins0 = ts0 + insert("0")
-    upd0 = update(ins0, "0")
-    kind, step = h.below("tie_kind", 3, *_AM), _micros(1 + h.below("tie_step", 100, *_AM))
+    One pick from a slice of one array (not a CASE of picks): this keeps the generated code small.
+    """
+    any_code = dpd.isNull() | (dpd < 0)
+    offset = F.when(any_code | (dpd <= 90), 0).when(dpd <= 180, 3).otherwise(6)
+    size = F.when(any_code, len(ASSET_CLASS_CODES)).when(dpd <= 180, 3).otherwise(9)
+    index = F.shiftright(F.expr(h.bits("asset")) * size, 21).cast("int")
+    return F.element_at(F.array(*[F.lit(c) for c in ASSET_CLASS_CODES]), offset + index + 1)
+
+
+def _versions(h: _Draws) -> str:
+    """The version numbers one account-month gets (always 0; 1, 2, 3 at their rates), as SQL."""
+    rates = [(1, "corr", _CORRECTION_RATE), (2, "tie", _TIE_RATE), (3, "del", _DELETE_RATE)]
+    keep = " OR ".join(f"(v = {v} AND {h.unit_sql(salt)} < {rate}D)" for v, salt, rate in rates)
+    return f"filter(array(0, 1, 2, 3), v -> v = 0 OR {keep})"
+
+
+def _version_times(h: _Draws) -> tuple[Column, dict[str, Column]]:
+    """A version's ``_base`` (microseconds since the epoch), then base_ts, insert_ts and update_ts."""
+    v, base, ins0, upd0 = F.col("_v"), F.col("_base"), F.col("_ins0"), F.col("_upd0")
+    ins = base + _micros(h.below("ins", 300))
+    upd = F.when(h.unit("upd_null") >= 0.1, ins + _micros(h.below("upd", 3_600)))
+    # Version 2 shares version 0's base_ts; its tie-breakers rank it above (kinds 0, 1) or below (2) it.
+    kind, step = F.col("_tie_kind"), F.col("_tie_step")
     tie_ins = F.when(kind == 0, ins0 + step).when(kind == 1, ins0).otherwise(ins0 - step)
     tie_upd = F.when(kind == 1, F.coalesce(upd0, ins0) + step).otherwise(upd0)
-    return base, F.when(v == 2, tie_ins).otherwise(ins), F.when(v == 2, tie_upd).otherwise(upd)
-
-
-def _dpd_and_asset(h: _Hash) -> tuple[Column, Column]:
-    """Days past due over every range the rating mapping knows, with a matching asset class code."""
-    r = h.unit("dpd", *_ROW)
-    dpd = (F.when(r < 0.12, -1 - h.below("neg", 30, *_ROW)).when(r < 0.13, F.lit(None))
-           .when(r < 0.75, F.lit(0)).otherwise(h.below("pos", 201, *_ROW))).cast("int")
-    asset = (F.when(h.unit("asset_null", *_ROW) < 0.02, F.lit(None))
-             .when(dpd.isNull() | (dpd < 0), h.pick("asset_any", ASSET_CLASS_CODES, *_ROW))
-             .when(dpd <= 90, h.pick("asset_std", ("1", "01", "S"), *_ROW))
-             .when(dpd <= 180, h.pick("asset_sub", ("2", "02", "B"), *_ROW))
-             .otherwise(h.pick("asset_bad", ("3", "03", "D", "4", "04", "5", "05", "M", "L"), *_ROW)))
-    return dpd, asset
+    return F.when(v == 1, F.col("_ts1")).when(v == 3, F.col("_ts3")).otherwise(F.col("_ts0")), {
+        "base_ts": F.timestamp_micros(base),
+        "insert_ts": F.timestamp_micros(F.when(v == 0, ins0).when(v == 2, tie_ins).otherwise(ins)),
+        "update_ts": F.timestamp_micros(F.when(v == 0, upd0).when(v == 2, tie_upd).otherwise(upd)),
+    }
 
 
 def generate_versions(spark: SparkSession, *, accounts: int, start_month: str, end_month: str, seed: int = 42,
@@ -199,10 +254,11 @@ def generate_versions(spark: SparkSession, *, accounts: int, start_month: str, e
     """Synthetic source versions (``SOURCE_SCHEMA``) of ``accounts`` accounts, ``start_month..end_month``.
 
     About a quarter of the accounts start reporting after ``start_month``; ~5% of account-months are missing
-    (never an account's first one); ~2% get a later correction, ~1% a second version with the same ``base_ts``
-    that ``insert_ts``/``update_ts`` rank above or below the first, ~0.5% a later soft delete (``'1'`` or
-    ``'4'``). Balances follow a per-account level and drift. Sentinels, empty and NULL account types, every
-    days-past-due range and dates before year 1000 appear in small proportions.
+    (never an account's first one); ~2% get a later correction (a new balance), ~1% a second version with
+    the same ``base_ts`` (another balance) that ``insert_ts``/``update_ts`` rank above or below the first,
+    ~0.5% a later soft delete (``'1'`` or ``'4'``) repeating the first version's values. Balances follow a
+    per-account level and drift. Sentinels, empty and NULL account types, every days-past-due range and
+    dates before year 1000 appear in small proportions.
 
     Args:
         spark: the session to build the DataFrame on (nothing is read or written).
@@ -223,124 +279,81 @@ def generate_versions(spark: SparkSession, *, accounts: int, start_month: str, e
     if accounts < 0:
         raise SummaryPipelineError(f"accounts must be >= 0, got {accounts}")
     n_months = end - start + 1
-    h = _Hash(seed)
-    acct, mi, first, v, vv = (F.col(c) for c in ("cons_acct_key", "_mi", "_first", "_v", "_vv"))
-    # Stages materialise values used several times, so the plan holds each expression once.
-    late = h.unit("late", *_A) < 0.25
+    # Draws per account, per account-month (_mo: absolute month number, alike in any range) and per version.
+    # The two explodes run higher-order functions (filter), which Spark keeps out of whole-stage code
+    # generation: that cuts the generated code into methods small enough for the JVM to JIT-compile.
+    per_account = _Draws(seed, "_ha", ["cons_acct_key"])
+    per_month = _Draws(seed, "_hm", ["cons_acct_key", "_mo"])
+    per_version = _Draws(seed, "_hv", ["cons_acct_key", "_mo", "_v"])
+    start_date = F.lit(f"{start // 12:04d}-{start % 12 + 1:02d}-01").cast("date")
+    account_values = _accounts(per_account, start_date, n_months)
+    month_values, month_derived = _account_months(per_month, start_date, base_ts)
+    versions, delete_cd = _versions(per_month), per_month.pick("del_cd", ("1", "4"))
+    gap = f"pmod(xxhash64({int(seed)}L, -1, cons_acct_key, CAST({start} + m AS BIGINT)), 1000000)"
+    months = f"filter(sequence(_first, {n_months - 1}), m -> m = _first OR {gap} >= {_GAP_RATE * 1e6:.0f})"
+    base, times = _version_times(per_version)
+    v, month_date, limit, dpd = F.col("_v"), F.col("_month"), F.col("_limit"), F.col("_dpd")
+    fix = F.when(v.isin(1, 2), 1 + per_version.below("fix", 500)).otherwise(0)  # corrections move balance
     df = (spark.range(accounts).select((F.col("id") + first_account).alias("cons_acct_key"))
-          .withColumns({
-              "_first": F.when(late, h.below("open", n_months, *_A)).otherwise(0),
-              "_age": F.when(late, 0).otherwise(h.below("age", 60, *_A)),  # months open before first report
-              "_limit": (10 + h.below("limit", 491, *_A)) * 1_000,
-          })
-          .withColumn("_mi", F.explode(F.sequence(first, F.lit(n_months - 1))))
-          .withColumn("_mo", (F.lit(start) + mi).cast("long")))  # absolute: a month hashes alike in any range
-    df = (df.where((mi == first) | (h.unit("gap", *_AM) >= _GAP_RATE))
-          .withColumn("_v", F.explode(_versions(h)))
-          .withColumns({
-              "_vv": F.when(v.isin(1, 2), v).otherwise(0),  # a delete repeats version 0's values
-              "_month": F.add_months(F.lit(f"{start // 12:04d}-{start % 12 + 1:02d}-01").cast("date"), mi),
-          }))
-    month_date, limit, age = F.col("_month"), F.col("_limit"), F.col("_age") + mi - first
-    level = limit * (10 + h.below("level", 71, *_A)) / 100
-    drift = h.below("drift", 601, *_A) - 300
-    noise = h.below("noise", 401, *_ROW) - 200 + F.when(vv > 0, 1 + h.below("fix", 500, *_ROW)).otherwise(0)
-    closed = h.unit("closes", *_A) < 0.08
-    dpd, asset = _dpd_and_asset(h)
-    base, ins, upd = _timestamps(h, month_date, base_ts)
-    df = df.withColumns({
-        "_noise": noise,
-        "_balance": F.greatest(F.lit(0), F.least(limit * 1.1, level + age * drift + noise)).cast("int"),
-        "_open": F.date_add(F.add_months(month_date, -age), h.below("open_day", 28, *_A)),
-        "_closed": F.when(closed & (mi >= first + h.below("close_at", n_months, *_A)),
-                          F.date_add(month_date, h.below("close_day", 28, *_A))),
-        "_dpd": dpd,
-        "_asset": asset,
-        "_base": base,
-        "_ins": ins,
-        "_upd": upd,
-    })
-    noise, balance, open_dt, closed_dt, dpd, asset = (
-        F.col(c) for c in ("_noise", "_balance", "_open", "_closed", "_dpd", "_asset"))
-    emi = limit / 24
-    write_off = dpd > 180
+          .withColumns(per_account.columns()).withColumns(account_values)
+          .withColumn("_mi", F.explode(F.expr(months)))
+          .withColumn("_mo", (F.lit(start) + F.col("_mi")).cast("long"))
+          .withColumns(per_month.columns()).withColumns(month_values).withColumns(month_derived)
+          .withColumn("_v", F.explode(F.expr(versions)))
+          .withColumns(per_version.columns()).withColumns({"_fix": fix, "_base": base}))
 
+    fix, emi, write_off = F.col("_fix"), limit / 24, dpd > 180
+    balance = F.col("_balance") + fix
+    closed_dt = F.when(F.col("_mi") >= F.col("_close_at"), F.col("_closed"))
     values: dict[str, Column] = {
-        "cons_acct_key": acct,
-        "bureau_mbr_id": F.format_string("MBR%04d", h.below("mbr", 500, *_A)),
-        "port_type_cd": h.pick("port", ("R", "I", "M", "O", "C"), *_A),
-        "acct_type_dtl_cd": F.when(h.unit("type_blank", *_ROW) < 0.03, F.lit(""))
-        .when(h.unit("type_blank", *_ROW) < 0.06, F.lit(None)).otherwise(h.pick("type", _ACCT_TYPES, *_A)),
-        "acct_open_dt": open_dt,
         "acct_closed_dt": closed_dt,
-        "pymt_terms_cd": h.pick("terms", ("M", "W", "B", "Q"), *_A),
-        "pymt_terms_dtl_cd": h.pick("terms_dtl", ("01", "02", "03", "M", "W"), *_A),
         "acct_dt": F.last_day(month_date),
         "acct_stat_cd": F.when(closed_dt.isNotNull(), "13").when(dpd.isNull() | (dpd <= 0), "11")
         .when(dpd <= 29, "71").when(dpd <= 59, "78").when(dpd <= 89, "80").when(dpd <= 119, "82")
         .when(dpd <= 149, "83").otherwise("84"),
         "acct_pymt_stat_cd": F.when(dpd.isNull() | (dpd <= 0), "0")
         .otherwise(F.least(F.lit(6), F.ceil(dpd / 30)).cast("string")),
-        "acct_pymt_stat_dtl_cd": h.pick("pymt_dtl", ("C", "P", "D", "N"), *_ROW),
         "acct_credit_ext_am": limit,
         "acct_bal_am": balance,
         "past_due_am": F.when(dpd > 0, F.least(balance, emi * F.ceil(dpd / 30))).otherwise(0),
-        "actual_pymt_am": F.when(dpd > 29, 0).otherwise(F.greatest(F.lit(0), emi + noise)),
-        "last_pymt_dt": F.date_add(month_date, h.below("pay_day", 28, *_ROW)),
+        "actual_pymt_am": F.when(dpd > 29, 0).otherwise(F.greatest(F.lit(0), emi + F.col("_pay") - fix)),
         "schd_pymt_dt": F.date_add(month_date, 4),
         "next_schd_pymt_am": emi,
-        "collateral_cd": h.pick("coll", ("", "01", "02", "03", None), *_A),
-        "orig_pymt_due_dt": F.date_add(open_dt, 30),
+        "collateral_cd": F.element_at(F.array(*[F.lit(c) for c in _COLLATERAL]), F.col("_coll") + 1),
         "write_off_dt": F.when(write_off, F.date_add(month_date, 10)),
         "write_off_am": F.when(write_off, balance),
-        "asset_class_cd_4in": asset,
         "days_past_due_ct_4in": dpd,
-        "high_credit_am_4in": limit * (100 + h.below("high", 21, *_A)) / 100,
+        "high_credit_am_4in": limit * F.col("_high") / 100,
         "cash_limit_am_4in": limit / 5,
-        "collateral_am_4in": F.when(h.below("coll", 5, *_A).isin(1, 2, 3), limit * 3 / 2).otherwise(0),
+        "collateral_am_4in": F.when(F.col("_coll").isin(1, 2, 3), limit * 3 / 2).otherwise(0),
         "total_write_off_am_4in": F.when(write_off, balance).otherwise(0),
         "principal_write_off_am_4in": F.when(write_off, balance * 4 / 5).otherwise(0),
-        "settled_am_4in": F.when(write_off & (h.unit("settled", *_ROW) < 0.3), balance / 2).otherwise(0),
-        "interest_rate_4in": 8 + h.below("rate", 29, *_A),
-        "suit_filed_wilful_def_stat_cd_4in": F.when(h.unit("suit", *_ROW) < 0.05,
-                                                    h.pick("suit_cd", ("00", "01", "02", "03"), *_ROW)),
-        "wo_settled_stat_cd_4in": F.when(write_off, h.pick("wo_cd", ("02", "03", "04", "05"), *_ROW)),
-        "soft_del_cd": F.when(v == 3, h.pick("del_cd", ("1", "4"), *_AM))
-        .when(h.unit("del0", *_ROW) < 0.4, F.lit("0")),
-        "base_ts": F.timestamp_micros(F.col("_base")),
-        "insert_ts": F.timestamp_micros(F.col("_ins")),
-        "update_ts": F.timestamp_micros(F.col("_upd")),
+        "settled_am_4in": F.when(write_off & F.col("_settled"), balance / 2).otherwise(0),
+        "wo_settled_stat_cd_4in": F.when(write_off, F.col("_wo_cd")),
+        "soft_del_cd": F.when(v == 3, delete_cd).otherwise(F.col("_del")),
         "rpt_as_of_mo": F.date_format(month_date, "yyyy-MM"),
+        **times,
     }
-    for name in _SENTINEL_COLUMNS:
-        sentinel = h.pick(f"sentinel_value_{name}", SENTINEL_AMOUNTS, *_ROW)
-        values[name] = F.when(h.unit(f"sentinel_{name}", *_ROW) < 0.01, sentinel).otherwise(values[name])
-    for name in _DATE_COLUMNS:
-        ancient = h.pick(f"ancient_value_{name}", _ANCIENT_DATES, *_ROW).cast("date")
-        values[name] = F.when(h.unit(f"ancient_{name}", *_ROW) < 0.005, ancient).otherwise(values[name])
+    for i, name in enumerate(_SENTINEL_COLUMNS):  # about 1% of each amount column
+        values[name] = F.when(F.col("_sentinel_col") == i, F.col("_sentinel")).otherwise(values[name])
+    for i, name in enumerate(_DATE_COLUMNS):  # about 0.5% of each date column
+        current = values.get(name, F.col(name))
+        values[name] = F.when(F.col("_ancient_col") == i, F.col("_ancient")).otherwise(current)
     # One cast per column to its SOURCE_SCHEMA type (arithmetic widens INT to BIGINT or DOUBLE).
-    return df.select(*[values[c].cast(_TYPES[c]).alias(c) for c in _COLUMNS])
-
-
-def _month_first(month: str) -> date:
-    n = _month_number(month, "month")
-    return date(n // 12, n % 12 + 1, 1)
+    return df.select(*[values.get(c, F.col(c)).cast(_TYPES[c]).alias(c) for c in _COLUMNS])
 
 
 def _demo_row(key: int, month: str, balance: int, base_ts: datetime) -> tuple[object, ...]:
     """One fully populated, plausible version (no NULL anywhere) of a performing account."""
-    first = _month_first(month)
+    first, opened = datetime.strptime(month, "%Y-%m").date(), date(2020, 1, 1) + timedelta(days=key % 365)
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    opened = date(2020, 1, 1) + timedelta(days=key % 365)
-    limit = max(balance * 2, 20_000)
-    emi = limit // 24
+    limit, emi = max(balance * 2, 20_000), max(balance * 2, 20_000) // 24
     values: dict[str, object] = {
         "cons_acct_key": key, "bureau_mbr_id": f"MBR{key % 500:04d}", "port_type_cd": "R",
         "acct_type_dtl_cd": "5", "acct_open_dt": opened, "acct_closed_dt": opened + timedelta(days=3652),
         "pymt_terms_cd": "M", "pymt_terms_dtl_cd": "01", "acct_dt": last, "acct_stat_cd": "11",
         "acct_pymt_stat_cd": "0", "acct_pymt_stat_dtl_cd": "C", "acct_credit_ext_am": limit,
-        "acct_bal_am": balance, "past_due_am": 0, "actual_pymt_am": emi,
-        "last_pymt_dt": first + timedelta(days=9),
+        "acct_bal_am": balance, "past_due_am": 0, "actual_pymt_am": emi, "last_pymt_dt": first + timedelta(9),
         "schd_pymt_dt": first + timedelta(days=4), "next_schd_pymt_am": emi, "collateral_cd": "01",
         "orig_pymt_due_dt": opened + timedelta(days=30), "write_off_dt": opened, "write_off_am": 0,
         "asset_class_cd_4in": "S", "days_past_due_ct_4in": 0, "high_credit_am_4in": limit,
@@ -360,22 +373,17 @@ def demo_batch(spark: SparkSession, base_ts: datetime) -> DataFrame:
     (2025-08 .. 2026-01) arriving at once. Every other column is filled, so NULL-handling never hides a bug in
     a demo or test built on it.
     """
-    rows = [
-        _demo_row(1, "2026-01", 11_000, base_ts),
-        _demo_row(2, "2026-01", 6_000, base_ts),
-        _demo_row(1, "2025-11", 10_700, base_ts),
-        _demo_row(2, "2025-10", 5_300, base_ts),
-        _demo_row(9999, "2026-01", 50_000, base_ts),
-    ]
+    seed = [(1, "2026-01", 11_000), (2, "2026-01", 6_000), (1, "2025-11", 10_700), (2, "2025-10", 5_300),
+            (9999, "2026-01", 50_000)]
     months = ["2025-08", "2025-09", "2025-10", "2025-11", "2025-12", "2026-01"]
-    rows += [_demo_row(9998, m, 20_000 + 500 * i, base_ts) for i, m in enumerate(months)]
-    return spark.createDataFrame(rows, SOURCE_SCHEMA)
+    seed += [(9998, m, 20_000 + 500 * i) for i, m in enumerate(months)]
+    return spark.createDataFrame([_demo_row(*row, base_ts) for row in seed], SOURCE_SCHEMA)
 
 
 def create_source_table(spark: SparkSession, table: str) -> None:
-    """Create the source table like ``reference/accounts_all.sql`` (and its namespace) when missing.
+    """Create the source table like ``reference/accounts_all.sql``, and its namespace, when missing.
 
-    In production the source table is the user's; tests, the demo and benchmarks make their own with this.
+    In production the source table is the user's; tests, the demo and benchmarks make theirs with this.
     """
     ensure_namespace(spark, table)
     spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({SOURCE_SCHEMA}) USING iceberg "
@@ -383,11 +391,9 @@ def create_source_table(spark: SparkSession, table: str) -> None:
 
 
 def append_source(df: DataFrame, table: str) -> int:
-    """Append ``df`` to the source table as one commit and return how many rows it held.
+    """Append ``df`` to the source table in one commit and return its row count.
 
-    Counting first reads the input twice, which is harmless for generated data and keeps the write a plain
-    Iceberg append.
-    """
+    Counted first, so the write stays a plain Iceberg append; generated data is cheap to read twice."""
     n = df.count()
     df.writeTo(table).append()
     return int(n)

@@ -3,8 +3,12 @@
 Every summary row of an account looks back over the same window: months ``m-H+1 .. m``. One window
 (partitioned by account, ordered by month index, a range frame of H months) gives both the active facts that
 fill the history arrays and the greatest ``fact_base_ts`` that becomes the row's ``base_ts``. The collected facts
-become a map from month index to rolling values, and each array position k reads month ``m - k`` from it, so a
-missing or deleted month is NULL without any special case.
+become a map from month index to rolling values, and each array position k reads month ``m - k`` from it.
+
+A fact row may also carry a *base*: the arrays of the account's latest_summary row. Months the window has no
+fact for are then read from the base, so a forward month needs only the account's latest row, never the
+summary partitions before it. (Base and facts never cover the same month: a base is only given to accounts
+whose every fact is after their last month.)
 """
 
 from __future__ import annotations
@@ -13,59 +17,146 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import GridColumn, PipelineConfig
-from summary_pipeline.facts import FACT_TS
-from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, rolling_field
+from summary_pipeline.facts import FACT_TS, VERSION
+from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rolling_field
 
-__all__ = ["grid", "latest_rows", "summary_rows"]
+__all__ = [
+    "BASE_MONTH",
+    "BASE_TS",
+    "BASE_TS_MONTH",
+    "EMIT",
+    "LAST_MONTH",
+    "TS_HISTORY",
+    "base_history",
+    "grid",
+    "latest_rows",
+    "summary_rows",
+]
+
+#: Fact-row columns describing a base (all NULL when there is none).
+BASE_MONTH = "_sp_base_m"  # month index the base arrays are anchored at (the latest row's month)
+BASE_TS = "_sp_base_ts"  # fact_base_ts of the account's rows, anchored at BASE_TS_MONTH
+BASE_TS_MONTH = "_sp_base_ts_m"  # the account's last month (tombstones included)
+#: Fact-row flag: build and return this row (otherwise the fact only feeds its neighbours' windows).
+EMIT = "_sp_emit"
+#: Internal latest_summary columns: the account's last month and the fact_base_ts of its last H months.
+LAST_MONTH = "_sp_last_month"
+TS_HISTORY = "_sp_ts_history"
+
+
+def base_history(name: str) -> str:
+    """Fact-row column holding the base array of a history column."""
+    return f"_sp_base_{name}"
 
 
 def grid(history: Column, spec: GridColumn) -> Column:
     """A grid string: each element as a string, NULL shown as the placeholder, joined by the separator.
 
-    >>> # e.g. ['0', NULL, '1'] with placeholder '?' and separator '' -> '0?1'
+    For example ``['0', NULL, '1']`` with placeholder ``?`` and separator ``''`` gives ``'0?1'``.
     """
     placeholder = F.lit(spec.placeholder)
     return F.concat_ws(spec.separator, F.transform(history, lambda x: F.coalesce(x.cast("string"), placeholder)))
 
 
-def _pluck(structs: Column, field: str) -> Column:
-    """The array of one field of an array of (possibly NULL) structs."""
-    return F.transform(structs, lambda s: s[field])
+def _anchored(array: Column, anchor: Column, month: Column, h: int) -> Column:
+    """Element of a history ``array`` anchored at month index ``anchor`` for month index ``month`` (or NULL)."""
+    j = anchor - month
+    return F.when((j >= 0) & (j < h), F.element_at(array, j + 1))
 
 
 def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
-    """Summary rows (SPEC 5) for every fact row of ``facts`` that makes one (active or tombstone).
+    """Summary rows (SPEC 5) for the fact rows flagged ``_sp_emit`` (every row when there is no such column).
 
-    ``facts`` must hold, for each account it covers, every fact in the H-1 months before the earliest row to
-    build, with ``_sp_active``, the rolling values and ``fact_base_ts``. Rows with neither an active fact nor a
-    tombstone must already be filtered out: a summary row exists exactly where a fact row is given.
+    ``facts`` must hold, per account, every fact in the H-1 months before each row to build, or a base for
+    the months it lacks. Rows to emit must be active facts or tombstones.
     """
     h = cfg.history_length
+    if EMIT not in facts.columns:
+        facts = facts.withColumn(EMIT, F.lit(True))
+    for name, kind in ((BASE_MONTH, "int"), (BASE_TS_MONTH, "int"), (BASE_TS, "array<timestamp>")):
+        if name not in facts.columns:
+            facts = facts.withColumn(name, F.lit(None).cast(kind))
+    for r in cfg.rolling_columns:
+        if base_history(r.history_column) not in facts.columns:
+            facts = facts.withColumn(base_history(r.history_column), F.lit(None).cast(f"array<{r.spark_type}>"))
     window = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX).rangeBetween(-(h - 1), 0)
     n = len(cfg.rolling_columns)
-    entry = F.struct(F.col(MONTH_INDEX).alias("k"),
-                     F.struct(*(F.col(rolling_field(i)) for i in range(n))).alias("v"))
-    seen = F.collect_list(F.when(F.col(ACTIVE), entry)).over(window)
-    by_month = F.map_from_entries(seen)
+    entry = F.struct(F.col(MONTH_INDEX).alias("k"), F.struct(*(F.col(rolling_field(i)) for i in range(n))).alias("v"))
+    by_month = F.map_from_entries(F.collect_list(F.when(F.col(ACTIVE), entry)).over(window))
     m = F.col(MONTH_INDEX)
-    positioned = F.transform(F.sequence(F.lit(0), F.lit(h - 1)), lambda k: F.element_at(by_month, m - k))
-    with_window = facts.select("*", positioned.alias("_sp_pos"),
-                               F.max(FACT_TS).over(window).alias("_sp_window_ts"))
-    histories = {r.history_column: _pluck(F.col("_sp_pos"), rolling_field(i)).cast(f"array<{r.spark_type}>")
-                 for i, r in enumerate(cfg.rolling_columns)}
+    with_window = facts.select(
+        "*",
+        F.transform(F.sequence(F.lit(0), F.lit(h - 1)), lambda k: F.element_at(by_month, m - k)).alias("_sp_pos"),
+        F.max(FACT_TS).over(window).alias("_sp_window_ts"),
+    ).where(F.col(EMIT))
+
+    def history(i: int) -> Column:
+        base = F.col(base_history(cfg.rolling_columns[i].history_column))
+        return F.transform(F.col("_sp_pos"), lambda s, k: F.when(
+            s.isNull(), _anchored(base, F.col(BASE_MONTH), m - k, h)).otherwise(s[rolling_field(i)]))
+
+    histories = {r.history_column: history(i).cast(f"array<{r.spark_type}>") for i, r in enumerate(cfg.rolling_columns)}
     grids = {g.name: grid(histories[f"{g.mapper_rolling_column}_history"], g) for g in cfg.grid_columns}
-    values = [F.col("_sp_window_ts").alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
+    # The base's fact timestamps still inside this row's window: indexes up to H-1-(m - last month).
+    base_ts = F.array_max(F.transform(F.col(BASE_TS), lambda x, j: F.when(
+        j <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), x)))
+    row_ts = F.greatest(F.col("_sp_window_ts"), base_ts)
+    values = [row_ts.alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
     return with_window.select(
         *values,
         *(col.alias(name) for name, col in histories.items()),
         *(col.alias(name) for name, col in grids.items()),
         F.col(FACT_TS),
+        F.col(VERSION),
     )
 
 
-def latest_rows(summary: DataFrame, cfg: PipelineConfig) -> DataFrame:
-    """latest_summary (SPEC 5): per account, the row of its greatest active month, else its greatest tombstone."""
-    order = Window.partitionBy(cfg.key).orderBy(is_active(cfg).desc(), F.col(cfg.month).desc())
-    return (summary.withColumn("_sp_rn", F.row_number().over(order))
-            .where(F.col("_sp_rn") == 1)
-            .select(*cfg.latest_columns))
+def latest_rows(candidates: DataFrame, touched: DataFrame | None, old: DataFrame | None,
+                cfg: PipelineConfig) -> DataFrame:
+    """latest_summary rows (SPEC 5) for the accounts of ``candidates``.
+
+    Args:
+        candidates: summary rows that may be an account's latest: every row built in this run, the old latest
+            row, and for accounts whose latest month turned into a tombstone, their older active rows.
+            Where a month appears twice, the first-listed copy (``_sp_prio`` lowest) is used.
+        touched: ``(key, _sp_m, fact_base_ts, _sp_has_row)`` of every key whose fact this run decided; NULL
+            timestamps where the key has no row.
+        old: the accounts' current latest rows (for their last month and timestamp history), or None.
+
+    Returns the latest row per account: greatest active month, else greatest tombstone; plus the account's
+    last month (tombstones included) and the ``fact_base_ts`` of its last H months, which later forward runs use
+    instead of reading summary.
+    """
+    h = cfg.history_length
+    dedup = Window.partitionBy(cfg.key, cfg.month).orderBy("_sp_prio")
+    best = Window.partitionBy(cfg.key).orderBy(is_active(cfg).desc(), F.col(cfg.month).desc())
+    rows = (candidates.withColumn("_sp_dup", F.row_number().over(dedup)).where("_sp_dup = 1")
+            .withColumn("_sp_rn", F.row_number().over(best)).where("_sp_rn = 1")
+            .drop("_sp_dup", "_sp_rn", "_sp_prio"))
+    empty_old = old is None
+    if touched is None:
+        touched = rows.select(cfg.key, month_index(F.col(cfg.month)).alias(MONTH_INDEX), FACT_TS,
+                              F.lit(True).alias("_sp_has_row")).limit(0)
+    per_account = touched.groupBy(cfg.key).agg(
+        F.max(F.when(F.col("_sp_has_row"), F.col(MONTH_INDEX))).alias("_sp_new_last"),
+        F.map_from_entries(F.collect_list(F.struct(MONTH_INDEX, F.struct(FACT_TS).alias("t")))).alias("_sp_new_ts"),
+    )
+    joined = rows.join(per_account, cfg.key, "left")
+    if not empty_old:
+        assert old is not None
+        joined = joined.join(old.select(cfg.key, F.col(LAST_MONTH).alias("_sp_old_last"),
+                                         F.col(TS_HISTORY).alias("_sp_old_ts")), cfg.key, "left")
+    else:
+        joined = joined.withColumn("_sp_old_last", F.lit(None).cast("int")).withColumn(
+            "_sp_old_ts", F.lit(None).cast("array<timestamp>"))
+    last = F.greatest(F.col("_sp_old_last"), F.col("_sp_new_last"))
+    new_ts = F.col("_sp_new_ts")
+
+    def ts_at(k: Column) -> Column:
+        month = last - k
+        touched_entry = F.element_at(new_ts, month)
+        return F.when(touched_entry.isNotNull(), touched_entry[FACT_TS]).otherwise(
+            _anchored(F.col("_sp_old_ts"), F.col("_sp_old_last"), month, h))
+
+    ts_history = F.transform(F.sequence(F.lit(0), F.lit(h - 1)), ts_at)
+    return joined.select(*cfg.latest_columns, last.alias(LAST_MONTH), ts_history.alias(TS_HISTORY))

@@ -1,11 +1,17 @@
-"""Orchestration of one run: choose the input for the mode, compute, write, report.
+"""Orchestration of one run: choose the input for the mode, compute with the one engine, write, report.
 
-The math lives in :mod:`prepare`, :mod:`facts` and :mod:`history`; this module only decides what to read, runs
-the few Spark actions a run needs (counts for the report, the writes) and records the figures.
+The math lives in :mod:`prepare`, :mod:`facts`, :mod:`history`, :mod:`state` and :mod:`engine`; this module
+decides what to read, runs the few Spark actions a run needs (counts for the report, a short list of months,
+the writes) and records the figures.
+
+A run is idempotent: applying versions that are already in the tables changes nothing, because the facts they
+decide are the same. So a run that stops half-way is repaired by running the same command again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import time
 import uuid
@@ -16,20 +22,48 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.engine import (
+    CLASS,
+    FORWARD,
+    MIXED,
+    NEW,
+    Computed,
+    State,
+    account_classes,
+    decide,
+    fallback_accounts,
+    month_name,
+    rebuild,
+    window_months,
+    window_rows,
+)
 from summary_pipeline.errors import NotReadyError, TablesNotEmptyError
-from summary_pipeline.facts import KIND, KIND_ACTIVE, KIND_IGNORED_DELETE, KIND_TOMBSTONE, select_facts
-from summary_pipeline.history import latest_rows, summary_rows
+from summary_pipeline.facts import FROM_BATCH, KIND, KIND_ACTIVE, KIND_IGNORED_DELETE, KIND_TOMBSTONE
+from summary_pipeline.history import LAST_MONTH
+from summary_pipeline.modes import select_batch
 from summary_pipeline.preflight import check_against_source, read_source
-from summary_pipeline.prepare import REJECT, prepare
+from summary_pipeline.prepare import MONTH_INDEX, REJECT, prepare
 from summary_pipeline.result import RunOptions, RunResult
-from summary_pipeline.tables import current_snapshot, ensure_namespace, is_empty, replace_table
+from summary_pipeline.tables import (
+    WATERMARK_PROPERTY,
+    current_snapshot,
+    ensure_namespace,
+    get_property,
+    is_empty,
+    merge,
+    replace_table,
+    set_property,
+    table_exists,
+)
 
-__all__ = ["Progress", "run"]
+__all__ = ["Progress", "read_watermark", "run"]
 
 log = logging.getLogger(__name__)
 
 #: Receives one human-readable progress line at a time (the console prints them; the default logs them).
 Progress = Callable[[str], None]
+
+_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def _log_progress(line: str) -> None:
@@ -46,98 +80,158 @@ def _timed(result: RunResult, phase: str) -> Iterator[None]:
         result.timings[phase] = round(time.monotonic() - start, 3)
 
 
-def _count_rejects(prepared: DataFrame) -> tuple[int, dict[str, int]]:
-    """All rows read, and rejected rows per reason, in one Spark job."""
-    rows = prepared.groupBy(REJECT).count().collect()
-    total = sum(int(r["count"]) for r in rows)
-    return total, {str(r[REJECT]): int(r["count"]) for r in rows if r[REJECT] is not None}
+def read_watermark(spark: SparkSession, cfg: PipelineConfig) -> dt.datetime | None:
+    """The committed watermark; with none committed, the greatest ``base_ts`` in summary; None when empty."""
+    value = get_property(spark, cfg.destination_table, WATERMARK_PROPERTY)
+    if value:
+        return dt.datetime.strptime(value, _TS_FORMAT)
+    if is_empty(spark, cfg.destination_table):
+        return None
+    found = spark.table(cfg.destination_table).agg(F.max(cfg.ts)).collect()[0][0]
+    return found if isinstance(found, dt.datetime) else None
 
 
-def _count_initial_cases(facts: DataFrame, cfg: PipelineConfig, result: RunResult) -> None:
-    """Fill the case counts of a full rebuild: every account is new (Case I once, Case IV for later months)."""
-    kind = F.col(KIND)
-    row = facts.agg(
-        F.sum("_sp_versions").alias("versions"),
-        F.count(F.when(kind == KIND_ACTIVE, 1)).alias("active"),
-        F.count(F.when(kind == KIND_TOMBSTONE, 1)).alias("tombstones"),
-        F.count(F.when(kind == KIND_IGNORED_DELETE, 1)).alias("ignored"),
-        F.countDistinct(F.when(kind == KIND_ACTIVE, F.col(cfg.key))).alias("new_accounts"),
-        F.countDistinct(F.when(kind != KIND_IGNORED_DELETE, F.col(cfg.key))).alias("accounts"),
-        F.min(F.when(kind != KIND_IGNORED_DELETE, F.col(cfg.month))).alias("first"),
-        F.max(F.when(kind != KIND_IGNORED_DELETE, F.col(cfg.month))).alias("last"),
-        F.count(F.lit(1)).alias("keys"),
+def _count_read(prepared: DataFrame) -> tuple[int, dict[str, int], dt.datetime | None]:
+    """Rows read, rejected rows per reason, and the greatest timestamp read, in one Spark job."""
+    rows = prepared.groupBy(REJECT).agg(F.count(F.lit(1)).alias("n"), F.max("_sp_ts").alias("ts")).collect()
+    total = sum(int(r["n"]) for r in rows)
+    stamps = [r["ts"] for r in rows if r["ts"] is not None]
+    return total, {str(r[REJECT]): int(r["n"]) for r in rows if r[REJECT] is not None}, max(stamps, default=None)
+
+
+def _count_cases(facts: DataFrame, classes: DataFrame, cfg: PipelineConfig, result: RunResult) -> None:
+    """Case counts per winning batch version (SPEC 6), deletes, duplicates, accounts and month span."""
+    facts = facts.join(classes.select(cfg.key, LAST_MONTH), cfg.key)
+    kind, cls, m = F.col(KIND), F.col(CLASS), F.col(MONTH_INDEX)
+    won = F.col(FROM_BATCH)
+    active_won = won & (kind == KIND_ACTIVE)
+    per_account = facts.groupBy(cfg.key, CLASS).agg(
+        F.count(F.when(active_won, 1)).alias("active"),
+        F.count(F.when(active_won & (cls == FORWARD), 1)).alias("forward"),
+        F.count(F.when(active_won & (cls == MIXED) & (m > F.col(LAST_MONTH)), 1)).alias("mixed_forward"),
+        F.count(F.when(won & (kind == KIND_TOMBSTONE), 1)).alias("applied"),
+        F.count(F.when(won & (kind == KIND_IGNORED_DELETE), 1)).alias("ignored"),
+        F.sum("_sp_batch_versions").alias("versions"),
+        F.count(F.when(won, 1)).alias("winners"),
+        F.min(F.when(kind != KIND_IGNORED_DELETE, m)).alias("first"),
+        F.max(F.when(kind != KIND_IGNORED_DELETE, m)).alias("last"),
+    )
+    is_new = F.col(CLASS) == NEW
+    row = per_account.agg(
+        F.count(F.when(is_new & (F.col("active") > 0), 1)).alias("case_i"),
+        F.sum(F.when(is_new & (F.col("active") > 0), F.col("active") - 1)).alias("case_iv"),
+        F.sum(F.col("forward") + F.col("mixed_forward")).alias("case_ii"),
+        F.sum(F.when(F.col(CLASS) == MIXED, F.col("active") - F.col("mixed_forward"))).alias("case_iii"),
+        F.sum("applied").alias("applied"),
+        F.sum("ignored").alias("ignored"),
+        F.sum(F.col("versions") - F.col("winners")).alias("lost"),
+        F.count(F.lit(1)).alias("accounts"),
+        F.min("first").alias("first"),
+        F.max("last").alias("last"),
     ).collect()[0]
-    result.case_i = int(row["new_accounts"] or 0)
-    result.case_iv = int(row["active"] or 0) - result.case_i
-    result.soft_deletes_applied = int(row["tombstones"] or 0)
-    result.soft_deletes_ignored = int(row["ignored"] or 0)
-    result.duplicates_dropped = int(row["versions"] or 0) - int(row["keys"] or 0)
+    result.case_i, result.case_iv = int(row["case_i"] or 0), int(row["case_iv"] or 0)
+    result.case_ii, result.case_iii = int(row["case_ii"] or 0), int(row["case_iii"] or 0)
+    result.soft_deletes_applied, result.soft_deletes_ignored = int(row["applied"] or 0), int(row["ignored"] or 0)
+    result.duplicates_dropped = int(row["lost"] or 0)
     result.accounts = int(row["accounts"] or 0)
-    result.first_month, result.last_month = row["first"], row["last"]
+    result.first_month = month_name(row["first"]) if row["first"] is not None else None
+    result.last_month = month_name(row["last"]) if row["last"] is not None else None
 
 
-def _run_initial(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, source: DataFrame,
-                 result: RunResult, progress: Progress) -> None:
-    """Full rebuild (SPEC 6 ``initial``): R := every version (of months A..B); replace both tables."""
-    tables = (cfg.destination_table, cfg.latest_history_table)
-    if not options.replace and not all(is_empty(spark, t) for t in tables):
-        raise TablesNotEmptyError(
-            f"initial refuses to replace {cfg.destination_table} / {cfg.latest_history_table}: they already "
-            "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source."
-        )
-    batch = source
-    if options.start_month:
-        batch = batch.where(F.col(cfg.month) >= options.start_month)
-    if options.end_month:
-        batch = batch.where(F.col(cfg.month) <= options.end_month)
-    span = f" for months {options.start_month or '...'} to {options.end_month or '...'}" if (
-        options.start_month or options.end_month) else ""
-    progress(f"Building from every version in {cfg.source_table}{span}")
-    prepared = prepare(batch, cfg)
-    with _timed(result, "read"):
-        result.source_rows, result.rejected = _count_rejects(prepared)
-    progress(f"New records to process: {result.source_rows:,}")
-    if result.rejected:
-        progress(f"Rejected rows: {result.rejected_total:,} "
-                 + ", ".join(f"{reason}: {n:,}" for reason, n in sorted(result.rejected.items())))
-    valid = prepared.where(F.col(REJECT).isNull()).repartition(cfg.key)
-    facts = select_facts(valid, cfg).persist()
-    try:
-        progress("")
-        progress("Classifying records...")
-        with _timed(result, "classify"):
-            _count_initial_cases(facts, cfg, result)
-        progress(f"Case I (New accounts): {result.case_i:,}")
-        progress(f"Case IV (New accounts' history months): {result.case_iv:,}")
-        progress(f"Soft deletes: {result.soft_deletes_applied:,} applied, "
-                 f"{result.soft_deletes_ignored:,} ignored")
-        progress(f"Duplicate versions dropped: {result.duplicates_dropped:,}")
-        if options.dry_run:
-            result.summary_rows_written = result.case_i + result.case_iv + result.soft_deletes_applied
-            result.latest_rows_written = result.accounts
-            return
-        progress("")
-        progress("Building history arrays...")
-        summary = summary_rows(facts.where(F.col(KIND) != KIND_IGNORED_DELETE), cfg)
-        for table in tables:
-            ensure_namespace(spark, table)
-        with _timed(result, "write_summary"):
-            replace_table(summary, cfg.destination_table, result.run_id, partition_by=cfg.month)
-        progress(f"  {cfg.destination_table} written")
-    finally:
-        facts.unpersist()
-    with _timed(result, "write_latest"):
-        replace_table(latest_rows(spark.table(cfg.destination_table), cfg), cfg.latest_history_table,
-                      result.run_id)
-    progress(f"  {cfg.latest_history_table} written")
-    for name, table in (("summary", cfg.destination_table), ("latest_summary", cfg.latest_history_table)):
-        snap = current_snapshot(spark, table) or {}
-        result.snapshots[name] = int(snap["snapshot-id"]) if "snapshot-id" in snap else None
-        written = int(snap.get("added-records", 0))
+def _materialize(df: DataFrame) -> DataFrame:
+    """Compute a frame once and cut its lineage, so the frames built on it stay small to plan and run.
+
+    A local checkpoint keeps the blocks on the executors: losing one fails the run, which the same command
+    then repeats (runs are idempotent).
+    """
+    return df.localCheckpoint(eager=True)
+
+
+def _state(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, batch: DataFrame
+           ) -> tuple[State, DataFrame]:
+    """The state a run reads (none for a full rebuild) and the batch accounts' classes."""
+    if options.mode == "initial" or not table_exists(spark, cfg.latest_history_table):
+        return State(), account_classes(batch, None, cfg)
+    latest = spark.table(cfg.latest_history_table)
+    classes = _materialize(account_classes(batch, latest, cfg))
+    deletes = spark.table(cfg.deletes_table) if table_exists(spark, cfg.deletes_table) else None
+    mixed = (batch.select(cfg.key, MONTH_INDEX).distinct()
+             .join(classes.where(F.col(CLASS) == MIXED), cfg.key, "left_semi")
+             .select(MONTH_INDEX).distinct().collect())
+    window = None
+    if mixed:
+        months = window_months([int(r[0]) for r in mixed], cfg.history_length)
+        pruned = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
+        window = _materialize(window_rows(pruned, batch, classes, cfg))
+    return State(latest=latest, window=window, deletes=deletes), classes
+
+
+def _with_fallback(spark: SparkSession, cfg: PipelineConfig, facts: DataFrame, classes: DataFrame, state: State
+                   ) -> State:
+    """Add the full rows of accounts whose latest month was deleted (rare; see fallback_accounts)."""
+    if state.latest is None or state.window is None:
+        return state
+    accounts = [r[0] for r in fallback_accounts(facts, classes, state.latest, cfg).collect()]
+    if not accounts:
+        return state
+    rows = spark.table(cfg.destination_table).where(F.col(cfg.key).isin(accounts))
+    return State(state.latest, state.window, state.deletes, fallback=rows)
+
+
+def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, result: RunResult,
+           progress: Progress) -> None:
+    """One commit per table: replace for a full rebuild (or a missing table), MERGE otherwise."""
+    targets = (
+        ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month),
+        ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None),
+    )
+    for name, table, rows, keys, partition in targets:
+        ensure_namespace(spark, table)
+        before = current_snapshot(spark, table)
+        with _timed(result, f"write_{name}"):
+            if options.mode == "initial" or not table_exists(spark, table):
+                replace_table(rows, table, result.run_id, partition_by=partition)
+            elif not rows.isEmpty():
+                months = None
+                if partition:
+                    months = sorted(r[0] for r in rows.select(partition).distinct().collect())
+                merge(spark, rows, table, keys, months=months, month_column=partition)
+        after = current_snapshot(spark, table)
+        changed = after is not None and (before is None or before["snapshot-id"] != after["snapshot-id"])
+        result.snapshots[name] = int(after["snapshot-id"]) if after else None
+        written = int(after.get("added-records", 0)) if changed and after else 0
         if name == "summary":
             result.summary_rows_written = written
         else:
             result.latest_rows_written = written
+        progress(f"  {table}: {written:,} rows written" if changed else f"  {table}: no change, no commit")
+    _write_deletes(spark, cfg, options, computed, result)
+
+
+def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
+                   result: RunResult) -> None:
+    """The deletes table: winning deletes in full, so later runs rank against them."""
+    table = cfg.deletes_table
+    upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
+    remove = computed.deletes_remove
+    if options.mode == "initial" or not table_exists(spark, table):
+        replace_table(computed.deletes_upsert, table, result.run_id, partition_by=cfg.month)
+        return
+    rows = upsert.unionByName(remove.withColumn("_sp_remove", F.lit(True)), allowMissingColumns=True)
+    if not rows.isEmpty():
+        merge(spark, rows, table, [cfg.key, cfg.month], remove_flag="_sp_remove")
+
+
+def _commit_watermark(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, previous: dt.datetime | None,
+                      read_max: dt.datetime | None) -> None:
+    """Only incremental and an unranged initial move the watermark, and only forward (SPEC 6)."""
+    ranged = options.mode == "initial" and bool(options.start_month or options.end_month)
+    if options.mode == "incremental" or (options.mode == "initial" and not ranged):
+        candidates = [t for t in (previous, read_max) if t is not None]
+        if candidates:
+            set_property(spark, cfg.destination_table, WATERMARK_PROPERTY, max(candidates).strftime(_TS_FORMAT))
+    elif previous is not None and options.mode == "initial":
+        set_property(spark, cfg.destination_table, WATERMARK_PROPERTY, previous.strftime(_TS_FORMAT))
 
 
 def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progress: Progress | None = None,
@@ -146,7 +240,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
 
     Raises:
         SummaryPipelineError: for every failure a user can act on (bad config against the source, missing
-            source, tables not ready or not empty).
+            source, tables not ready or not empty, a bad backfill filter).
     """
     say = progress or _log_progress
     result = RunResult(run_id=uuid.uuid4().hex[:16], mode=options.mode, dry_run=options.dry_run,
@@ -154,9 +248,62 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     start = time.monotonic()
     source = read_source(spark, cfg)
     check_against_source(source, cfg, config_name)
-    if options.mode != "initial":
-        raise NotReadyError(f"mode {options.mode!r} is not available yet in this version; run --mode initial")
-    _run_initial(spark, cfg, options, source, result, say)
+    tables = (cfg.destination_table, cfg.latest_history_table)
+    watermark = read_watermark(spark, cfg)
+    if options.mode == "initial" and not options.replace and not all(is_empty(spark, t) for t in tables):
+        raise TablesNotEmptyError(
+            f"initial refuses to replace {cfg.destination_table} / {cfg.latest_history_table}: they already "
+            "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source.")
+    if options.mode == "incremental":
+        if watermark is None:
+            raise NotReadyError(f"{cfg.destination_table} is empty or missing: run --mode initial first, "
+                                "then incremental keeps it up to date")
+        say(f"Processing new data since: {watermark:%Y-%m-%d %H:%M:%S}")
+    elif options.mode == "initial":
+        say(f"Building from every version in {cfg.source_table}")
+    prepared = _materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
+    try:
+        with _timed(result, "read"):
+            result.source_rows, result.rejected, read_max = _count_read(prepared)
+        if result.source_rows == 0 and options.mode != "initial":
+            say("No new records to process")
+            result.status = "planned" if options.dry_run else "succeeded"
+            result.message = "no new records"
+            result.timings["total"] = round(time.monotonic() - start, 3)
+            return result
+        say(f"New records to process: {result.source_rows:,}")
+        if result.rejected:
+            detail = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(result.rejected.items()))
+            say(f"Rejected rows: {result.rejected_total:,} ({detail})")
+        batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT)
+        say("")
+        say("Classifying records...")
+        with _timed(result, "classify"):
+            state, classes = _state(spark, cfg, options, batch)
+            facts = _materialize(decide(batch, classes, state, cfg))
+            _count_cases(facts, classes, cfg, result)
+        say(f"Case I (New accounts): {result.case_i:,}")
+        say(f"Case II (Forward entries): {result.case_ii:,}")
+        say(f"Case III (Backfill): {result.case_iii:,}")
+        say(f"Case IV (New accounts' later months): {result.case_iv:,}")
+        say(f"Soft deletes: {result.soft_deletes_applied:,} applied, {result.soft_deletes_ignored:,} ignored")
+        say(f"Duplicate or superseded versions dropped: {result.duplicates_dropped:,}")
+        state = _with_fallback(spark, cfg, facts, classes, state)
+        with _timed(result, "rebuild"):
+            computed = rebuild(facts, classes, state, cfg, materialize=_materialize)
+            # Each output is used several times (emptiness, months, the MERGE itself): compute each once.
+            computed = dataclasses.replace(computed, summary=_materialize(computed.summary),
+                                           latest=_materialize(computed.latest))
+        if options.dry_run:
+            result.summary_rows_written = computed.summary.count()
+            result.latest_rows_written = computed.latest.count()
+        else:
+            say("")
+            say("Rebuilding history arrays and writing (one commit per table)...")
+            _write(spark, cfg, options, computed, result, say)
+            _commit_watermark(spark, cfg, options, watermark, read_max)
+    finally:
+        prepared.unpersist()
     result.timings["total"] = round(time.monotonic() - start, 3)
     result.status = "planned" if options.dry_run else "succeeded"
     return result

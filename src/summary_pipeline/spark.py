@@ -129,7 +129,9 @@ def build_session(
         "spark.jars": str(iceberg_jar()),
         "spark.sql.extensions": _EXTENSIONS,
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC",
+        # The history and rank expressions generate large methods; let the JIT compile them (4x faster).
+        "spark.driver.extraJavaOptions": (f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC "
+                                          "-XX:-DontCompileHugeMethods"),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.adaptive.enabled": "true",
         **_embedded_catalog(catalog, where),

@@ -12,15 +12,21 @@ from pyspark.sql import functions as F
 
 __all__ = [
     "RUN_ID_PROPERTY",
+    "WATERMARK_PROPERTY",
     "current_snapshot",
     "ensure_namespace",
+    "get_property",
     "is_empty",
+    "merge",
+    "merge_sql",
     "replace_table",
+    "set_property",
     "snapshot_ids",
     "table_exists",
 ]
 
 RUN_ID_PROPERTY = "summary-pipeline.run-id"
+WATERMARK_PROPERTY = "summary-pipeline.watermark"
 
 _PROPERTIES = {
     "format-version": "2",
@@ -81,3 +87,60 @@ def current_snapshot(spark: SparkSession, name: str) -> dict[str, str] | None:
     summary = dict(rows[0]["summary"] or {})
     summary["snapshot-id"] = str(rows[0]["snapshot_id"])
     return summary
+
+
+def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str], *,
+              months: tuple[str, list[str]] | None = None, remove_flag: str | None = None) -> str:
+    """The MERGE statement that upserts ``source_view`` into ``target`` by ``keys``.
+
+    ``months`` = (month column, months) adds ``t.<month> IN (...)`` so Iceberg prunes the target's partitions;
+    ``remove_flag`` names a boolean source column whose true rows delete their match instead.
+
+    >>> print(merge_sql("db.t", "src", ["k", "v"], ["k"]))
+    MERGE INTO db.t t USING src s
+    ON t.`k` <=> s.`k`
+    WHEN MATCHED THEN UPDATE SET t.`v` = s.`v`
+    WHEN NOT MATCHED THEN INSERT (`k`, `v`) VALUES (s.`k`, s.`v`)
+    """
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    if months is not None:
+        column, values = months
+        on += f" AND t.`{column}` IN ({', '.join(repr(v) for v in values)})"
+    sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in columns if c not in keys)
+    names = ", ".join(f"`{c}`" for c in columns)
+    inserted = ", ".join(f"s.`{c}`" for c in columns)
+    lines = [f"MERGE INTO {target} t USING {source_view} s", f"ON {on}"]
+    if remove_flag:
+        lines.append(f"WHEN MATCHED AND s.`{remove_flag}` THEN DELETE")
+    lines.append(f"WHEN MATCHED THEN UPDATE SET {sets}")
+    unless = f" AND NOT s.`{remove_flag}`" if remove_flag else ""
+    lines.append(f"WHEN NOT MATCHED{unless} THEN INSERT ({names}) VALUES ({inserted})")
+    return "\n".join(lines)
+
+
+def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, months: list[str] | None = None,
+          month_column: str | None = None, remove_flag: str | None = None) -> None:
+    """Upsert ``df`` into ``target`` in one Iceberg commit (the MERGE text comes from :func:`merge_sql`)."""
+    view = f"_sp_merge_{abs(hash(target))}"
+    df.createOrReplaceTempView(view)
+    columns = [c for c in spark.table(target).columns]
+    month_filter = (month_column, months) if months is not None and month_column else None
+    try:
+        spark.sql(merge_sql(target, view, columns, keys, months=month_filter, remove_flag=remove_flag))
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def get_property(spark: SparkSession, table: str, key: str) -> str | None:
+    """A table property, or None when the table or the property is missing."""
+    if not table_exists(spark, table):
+        return None
+    for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect():
+        if row["key"] == key:
+            return str(row["value"])
+    return None
+
+
+def set_property(spark: SparkSession, table: str, key: str, value: str) -> None:
+    """Set a table property (a metadata change: no new snapshot)."""
+    spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{key}' = '{value}')")

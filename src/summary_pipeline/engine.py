@@ -1,0 +1,238 @@
+"""The one engine: apply a batch of prepared versions to the tables' state. Pure DataFrame code.
+
+Every mode runs through these functions; modes only choose the batch (SPEC 6). A full rebuild is the same
+computation with an empty state.
+
+Per account the batch touches, the engine picks the cheapest state that still gives the exact result:
+
+* **new** accounts (no latest_summary row): the batch alone.
+* **forward** accounts (every batch month after the account's last month, tombstones included): the account's
+  latest_summary row, whose arrays and timestamp history stand in for the H-1 months before; no summary
+  partition is read.
+* **mixed** accounts (corrections, backfills, deletes of existing months): the summary rows within H-1 months of
+  a batch month, which the runner reads partition-pruned (:func:`window_months`).
+
+Rows rebuilt are exactly the batch months and the existing rows up to H-1 months after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from summary_pipeline.config import PipelineConfig
+from summary_pipeline.facts import DELETE, FACT_TS, FROM_BATCH, KIND, KIND_IGNORED_DELETE, select_facts, version_columns
+from summary_pipeline.history import (
+    BASE_MONTH,
+    BASE_TS,
+    BASE_TS_MONTH,
+    EMIT,
+    LAST_MONTH,
+    TS_HISTORY,
+    base_history,
+    latest_rows,
+    summary_rows,
+)
+from summary_pipeline.prepare import MONTH_INDEX, is_active, month_index
+from summary_pipeline.state import facts_from_rows, versions_from_deletes, versions_from_rows
+
+__all__ = [
+    "CLASS",
+    "Computed",
+    "State",
+    "account_classes",
+    "decide",
+    "fallback_accounts",
+    "month_name",
+    "rebuild",
+    "window_months",
+    "window_rows",
+]
+
+CLASS = "_sp_class"
+NEW, FORWARD, MIXED = "new", "forward", "mixed"
+TOUCHED = "_sp_touched"
+
+
+def month_name(index: int) -> str:
+    """Month index back to 'YYYY-MM'.
+
+    >>> month_name(2026 * 12)
+    '2026-01'
+    """
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def window_months(touched: list[int], h: int) -> list[str]:
+    """Every month within H-1 months of a touched month: the summary partitions a mixed account may need.
+
+    >>> window_months([2026 * 12], 2)
+    ['2025-12', '2026-01', '2026-02']
+    """
+    return [month_name(m) for m in sorted({t + d for t in touched for d in range(-(h - 1), h)})]
+
+
+@dataclass(frozen=True)
+class State:
+    """Lazy views of the tables a run reads; None for a table that does not exist yet (or a full rebuild).
+
+    ``window`` is summary already limited to the mixed accounts' windows (see :func:`window_months`).
+    """
+
+    latest: DataFrame | None = None
+    window: DataFrame | None = None
+    deletes: DataFrame | None = None
+    fallback: DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class Computed:
+    """Everything a run writes, lazily: rows to upsert per table, keys to drop from the deletes table."""
+
+    facts: DataFrame
+    built: DataFrame
+    summary: DataFrame
+    latest: DataFrame
+    deletes_upsert: DataFrame
+    deletes_remove: DataFrame
+
+
+def account_classes(batch: DataFrame, latest: DataFrame | None, cfg: PipelineConfig) -> DataFrame:
+    """(key, class, old last month index) per batch account: new, forward or mixed."""
+    first = batch.groupBy(cfg.key).agg(F.min(MONTH_INDEX).alias("_sp_first"))
+    if latest is None:
+        return first.select(cfg.key, F.lit(NEW).alias(CLASS), F.lit(None).cast("int").alias(LAST_MONTH))
+    joined = first.join(latest.select(cfg.key, LAST_MONTH), cfg.key, "left")
+    cls = (F.when(F.col(LAST_MONTH).isNull(), F.lit(NEW))
+           .when(F.col("_sp_first") > F.col(LAST_MONTH), F.lit(FORWARD))
+           .otherwise(F.lit(MIXED)))
+    return joined.select(cfg.key, cls.alias(CLASS), LAST_MONTH)
+
+
+def in_touched_window(touched_months: Column, month: Column, h: int, *, before: bool) -> Column:
+    """Whether ``month`` is within H-1 months after (and, with ``before``, before) some touched month."""
+    low = -(h - 1) if before else 0
+    return F.exists(touched_months, lambda t: (month - t >= low) & (month - t <= h - 1))
+
+
+def decide(batch: DataFrame, classes: DataFrame, state: State, cfg: PipelineConfig) -> DataFrame:
+    """The facts of every key the batch touches: the batch ranked against the versions the tables keep.
+
+    ``classes`` is :func:`account_classes` of the batch; each fact row carries its account's class.
+    """
+    keys = batch.select(cfg.key, MONTH_INDEX).distinct()
+    versions = batch.withColumn(FROM_BATCH, F.lit(True)).select(*version_columns(cfg), MONTH_INDEX, FROM_BATCH)
+    if state.window is not None:
+        at_keys = state.window.withColumn(MONTH_INDEX, month_index(F.col(cfg.month))).join(
+            keys, [cfg.key, MONTH_INDEX], "left_semi")
+        versions = versions.unionByName(versions_from_rows(at_keys, cfg))
+    if state.deletes is not None:
+        versions = versions.unionByName(versions_from_deletes(
+            state.deletes.withColumn(MONTH_INDEX, month_index(F.col(cfg.month))).join(
+                keys, [cfg.key, MONTH_INDEX], "left_semi").drop(MONTH_INDEX), cfg))
+    return select_facts(versions.repartition(cfg.key), cfg).join(classes.select(cfg.key, CLASS), cfg.key)
+
+
+def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineConfig,
+            materialize: Callable[[DataFrame], DataFrame] = lambda df: df) -> Computed:
+    """Everything to write, from the facts :func:`decide` returned (see the module docstring).
+
+    ``materialize`` is applied to the rebuilt rows, which every output reuses (the runner computes them once).
+    """
+    h = cfg.history_length
+    with_rows = (facts.where(F.col(KIND) != KIND_IGNORED_DELETE)
+                 .drop(KIND, DELETE, FROM_BATCH, "_sp_batch_versions").withColumn(EMIT, F.lit(True)))
+    window_facts = with_rows.where(F.col(CLASS) == NEW).drop(CLASS)
+    if state.latest is not None:
+        base = state.latest.select(
+            cfg.key,
+            month_index(F.col(cfg.month)).alias(BASE_MONTH),
+            F.col(LAST_MONTH).alias(BASE_TS_MONTH),
+            F.col(TS_HISTORY).alias(BASE_TS),
+            *(F.col(r.history_column).alias(base_history(r.history_column)) for r in cfg.rolling_columns),
+        )
+        forward = with_rows.where(F.col(CLASS) == FORWARD).drop(CLASS).join(base, cfg.key)
+        window_facts = window_facts.unionByName(forward, allowMissingColumns=True)
+    existing = None
+    if state.window is not None:
+        touched = facts.groupBy(cfg.key).agg(F.collect_list(MONTH_INDEX).alias(TOUCHED))
+        existing = state.window.withColumn(MONTH_INDEX, month_index(F.col(cfg.month)))
+        old_facts = (facts_from_rows(existing.join(facts, [cfg.key, MONTH_INDEX], "left_anti"), cfg)
+                     .join(touched, cfg.key)
+                     .withColumn(EMIT, in_touched_window(F.col(TOUCHED), F.col(MONTH_INDEX), h, before=False))
+                     .drop(TOUCHED))
+        mixed = with_rows.where(F.col(CLASS) == MIXED).drop(CLASS)
+        window_facts = window_facts.unionByName(old_facts.unionByName(mixed), allowMissingColumns=True)
+    built = materialize(summary_rows(window_facts, cfg))
+    summary = built if existing is None else _changed(built, existing.drop(MONTH_INDEX), [cfg.key, cfg.month])
+
+    has_row = F.col(KIND) != KIND_IGNORED_DELETE
+    touched_facts = facts.select(cfg.key, MONTH_INDEX, F.when(has_row, F.col(FACT_TS)).alias(FACT_TS),
+                                 has_row.alias("_sp_has_row"))
+    candidates = built.select(*cfg.latest_columns, F.lit(0).alias("_sp_prio"))
+    old_latest = None
+    if state.latest is not None:
+        old_latest = state.latest.join(classes.select(cfg.key), cfg.key, "left_semi")
+        candidates = candidates.unionByName(old_latest.select(*cfg.latest_columns, F.lit(1).alias("_sp_prio")))
+    if state.fallback is not None:
+        candidates = candidates.unionByName(state.fallback.select(*cfg.latest_columns, F.lit(2).alias("_sp_prio")))
+    latest = latest_rows(candidates, touched_facts, old_latest, cfg)
+    if old_latest is not None:
+        latest = _changed(latest, old_latest, [cfg.key])
+
+    new_deletes = facts.where(F.col(DELETE).isNotNull()).select(F.col(DELETE + ".*"))
+    if state.deletes is not None:
+        new_deletes = _changed(new_deletes, state.deletes.select(*version_columns(cfg)), [cfg.key, cfg.month])
+        remove = (facts.where(F.col(DELETE).isNull()).select(cfg.key, MONTH_INDEX)
+                  .join(state.deletes.withColumn(MONTH_INDEX, month_index(F.col(cfg.month))),
+                        [cfg.key, MONTH_INDEX], "left_semi")
+                  .select(cfg.key, _month_col(cfg)))
+    else:
+        remove = facts.select(cfg.key, _month_col(cfg)).limit(0)
+    return Computed(facts=facts, built=built, summary=summary, latest=latest, deletes_upsert=new_deletes,
+                    deletes_remove=remove)
+
+
+def _month_col(cfg: PipelineConfig) -> Column:
+    """The month string of a fact row, from its month index."""
+    m = F.col(MONTH_INDEX)
+    return F.format_string("%04d-%02d", F.floor(m / 12).cast("int"), (m % 12 + 1).cast("int")).alias(cfg.month)
+
+
+def _changed(new: DataFrame, old: DataFrame, keys: list[str]) -> DataFrame:
+    """Rows of ``new`` that are missing from ``old`` or differ from it in any column (NULL-safe)."""
+    cols = list(new.columns)
+    o = old.select(*(F.col(c).alias(f"_sp_old_{c}") for c in cols))
+    cond = [F.col(k) == F.col(f"_sp_old_{k}") for k in keys]
+    same = F.lit(True)
+    for c in cols:
+        same = same & F.col(c).eqNullSafe(F.col(f"_sp_old_{c}"))
+    joined = new.join(o, cond, "left")
+    return joined.where(F.col(f"_sp_old_{keys[0]}").isNull() | ~same).select(*cols)
+
+
+def fallback_accounts(facts: DataFrame, classes: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
+    """Accounts whose latest month became a tombstone with no newer active row: their older active rows
+    (not in this run's windows) must be read to find the new latest. Rare: a delete of the latest month."""
+    old = latest.join(classes.where(F.col(CLASS) == MIXED).select(cfg.key), cfg.key, "left_semi").select(
+        cfg.key, month_index(F.col(cfg.month)).alias("_sp_old_latest"))
+    lost = (facts.join(old, cfg.key)
+            .where((F.col(MONTH_INDEX) == F.col("_sp_old_latest")) & ~is_active(cfg)))
+    return lost.select(cfg.key).distinct()
+
+
+def window_rows(summary: DataFrame, batch: DataFrame, classes: DataFrame, cfg: PipelineConfig) -> DataFrame:
+    """The summary rows a mixed account needs: within H-1 months (either side) of one of its batch months.
+
+    ``summary`` should already be partition-pruned to :func:`window_months` by the caller.
+    """
+    mixed = classes.where(F.col(CLASS) == MIXED).select(cfg.key)
+    touched = (batch.select(cfg.key, MONTH_INDEX).distinct().join(mixed, cfg.key, "left_semi")
+               .groupBy(cfg.key).agg(F.collect_list(MONTH_INDEX).alias(TOUCHED)))
+    month = month_index(F.col(cfg.month))
+    return (summary.join(touched, cfg.key)
+            .where(in_touched_window(F.col(TOUCHED), month, cfg.history_length, before=True))
+            .drop(TOUCHED))
