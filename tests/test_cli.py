@@ -57,6 +57,10 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     assert "SUMMARY PIPELINE - INITIAL MODE (FULL REBUILD)" in demo.stdout
     assert "Case I (New accounts): 20" in demo.stdout
+    assert "SUMMARY PIPELINE - INCREMENTAL MODE (PRODUCTION)" in demo.stdout
+    assert "Processing new data since:" in demo.stdout
+    assert "Case I (New accounts): 2" in demo.stdout  # 9999 and 9998
+    assert "Case III (Backfill): 2" in demo.stdout  # accounts 1 and 2
     assert "Production checklist:" in demo.stdout
     again = cli("--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--mode", "initial",
                 "--output", "json", cwd=tmp_path)

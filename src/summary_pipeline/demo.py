@@ -1,15 +1,18 @@
-"""The demo behind the README's run command: synthetic source, a full build, a look at the result."""
+"""The demo behind the README's run command: synthetic source, a full build, the seed's mixed batch through
+an incremental run, and a look at the result."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.console import Console
-from summary_pipeline.generate import append_source, create_source_table, generate_versions
+from summary_pipeline.generate import append_source, create_source_table, demo_batch, generate_versions
 from summary_pipeline.result import RunOptions
-from summary_pipeline.runner import run
+from summary_pipeline.runner import read_watermark, run
 from summary_pipeline.tables import is_empty
 
 __all__ = ["generate_source", "run_demo"]
@@ -36,7 +39,7 @@ def _checklist(spark: SparkSession, cfg: PipelineConfig, console: Console) -> No
     ).collect()[0].asDict()
     dupes = summary.groupBy(cfg.key, cfg.month).count().where("count > 1").count()
     console.table("Production checklist:", [{**totals, "duplicate_keys": dupes}])
-    account = summary.agg(F.min(cfg.key)).collect()[0][0]
+    account = 1
     grid = [g.name for g in cfg.grid_columns][:1]
     rows = (summary.where(F.col(cfg.key) == account).orderBy(F.col(cfg.month).desc()).limit(6)
             .select(cfg.key, cfg.month, cfg.ts, F.slice(first_history, 1, 4).alias(f"{first_history}[0:4]"),
@@ -58,5 +61,12 @@ def run_demo(spark: SparkSession, cfg: PipelineConfig, console: Console, *, acco
     console.banner("initial")
     result = run(spark, cfg, RunOptions(mode="initial", replace=True), progress=console.progress,
                  config_name=config_name)
+    console.finished(result)
+    watermark = read_watermark(spark, cfg) or dt.datetime(2026, 1, 15, 10)
+    n = append_source(demo_batch(spark, watermark + dt.timedelta(hours=1)), cfg.source_table)
+    console.progress(f"\nAppended the seed's mixed batch ({n} versions: forward months and backfills for accounts "
+                     "1 and 2, new account 9999, new account 9998 with six months)\n")
+    console.banner("incremental")
+    result = run(spark, cfg, RunOptions(mode="incremental"), progress=console.progress, config_name=config_name)
     console.finished(result)
     _checklist(spark, cfg, console)

@@ -56,7 +56,7 @@ from summary_pipeline.tables import (
     table_exists,
 )
 
-__all__ = ["Progress", "read_watermark", "run"]
+__all__ = ["Progress", "read_watermark", "run", "summary_window"]
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +155,23 @@ def _state(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, batch:
     latest = spark.table(cfg.latest_history_table)
     classes = _materialize(account_classes(batch, latest, cfg))
     deletes = spark.table(cfg.deletes_table) if table_exists(spark, cfg.deletes_table) else None
+    window = summary_window(spark, cfg, batch, classes)
+    return State(latest=latest, window=_materialize(window) if window is not None else None,
+                 deletes=deletes), classes
+
+
+def summary_window(spark: SparkSession, cfg: PipelineConfig, batch: DataFrame, classes: DataFrame
+                   ) -> DataFrame | None:
+    """The summary rows the mixed accounts need, read from only the month partitions within H-1 months of
+    their batch months; None (no summary read at all) when no account of the batch is mixed."""
     mixed = (batch.select(cfg.key, MONTH_INDEX).distinct()
              .join(classes.where(F.col(CLASS) == MIXED), cfg.key, "left_semi")
              .select(MONTH_INDEX).distinct().collect())
-    window = None
-    if mixed:
-        months = window_months([int(r[0]) for r in mixed], cfg.history_length)
-        pruned = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
-        window = _materialize(window_rows(pruned, batch, classes, cfg))
-    return State(latest=latest, window=window, deletes=deletes), classes
+    if not mixed:
+        return None
+    months = window_months([int(r[0]) for r in mixed], cfg.history_length)
+    pruned = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
+    return window_rows(pruned, batch, classes, cfg)
 
 
 def _with_fallback(spark: SparkSession, cfg: PipelineConfig, facts: DataFrame, classes: DataFrame, state: State

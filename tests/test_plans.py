@@ -1,0 +1,64 @@
+"""What an incremental run reads: summary partitions within H-1 months of a correction, and nothing of summary
+for a batch of forward months and new accounts. Checked on the physical plan of the read the runner makes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from factories import load_source, new_config, version
+from summary_pipeline.engine import account_classes, month_name
+from summary_pipeline.preflight import read_source
+from summary_pipeline.prepare import REJECT, prepare
+from summary_pipeline.result import RunOptions
+from summary_pipeline.runner import run, summary_window
+from summary_pipeline.tables import snapshot_ids
+
+pytestmark = pytest.mark.spark
+
+LATER = dt.datetime(2026, 3, 1)
+
+
+def _batch(spark: SparkSession, cfg, rows):  # type: ignore[no-untyped-def]
+    load_source(spark, cfg, rows)
+    source = read_source(spark, cfg).where(F.col("base_ts") >= F.lit(LATER))
+    batch = prepare(source, cfg).where(F.col(REJECT).isNull()).drop(REJECT)
+    return batch, account_classes(batch, spark.table(cfg.latest_history_table), cfg)
+
+
+def test_reads_only_the_correction_window_and_nothing_for_forward_months(spark: SparkSession) -> None:
+    cfg = new_config(history_length=3)
+    load_source(spark, cfg, [version(a, f"2025-{m:02d}", m) for a in (1, 2) for m in range(1, 13)])
+    run(spark, cfg, RunOptions(mode="initial"))
+
+    batch, classes = _batch(spark, cfg, [version(1, "2026-01", 1, ts=LATER), version(3, "2026-01", 1, ts=LATER)])
+    assert summary_window(spark, cfg, batch, classes) is None  # forward + new: latest_summary is enough
+
+    batch, classes = _batch(spark, cfg, [version(2, "2025-06", 66, ts=LATER)])
+    window = summary_window(spark, cfg, batch, classes)
+    assert window is not None
+    plan = window._jdf.queryExecution().executedPlan().toString()
+    scans = [line for line in plan.splitlines() if "BatchScan" in line and cfg.destination_table in line]
+    assert len(scans) == 1
+    months = sorted(set(re.findall(r"20\d\d-\d\d", scans[0])))
+    assert months == [month_name(2025 * 12 + m) for m in range(3, 8)]  # 2025-04 .. 2025-08 (H = 3)
+    assert {r["rpt_as_of_mo"] for r in window.collect()} == {"2025-04", "2025-05", "2025-06", "2025-07", "2025-08"}
+
+
+def test_dry_run_writes_nothing(spark: SparkSession) -> None:
+    cfg = new_config(history_length=3)
+    load_source(spark, cfg, [version(1, "2025-01", 1)])
+    run(spark, cfg, RunOptions(mode="initial"))
+    tables = (cfg.destination_table, cfg.latest_history_table, cfg.deletes_table)
+    before = {t: snapshot_ids(spark, t) for t in tables}
+    load_source(spark, cfg, [version(1, "2025-02", 2, ts=LATER), version(1, "2025-01", 0, ts=LATER, soft_del_cd="1")])
+    result = run(spark, cfg, RunOptions(mode="incremental", dry_run=True))
+    assert result.status == "planned" and result.case_ii == 1 and result.soft_deletes_applied == 1
+    assert result.summary_rows_written == 2 and result.latest_rows_written == 1
+    assert {t: snapshot_ids(spark, t) for t in tables} == before
+    again = run(spark, cfg, RunOptions(mode="incremental"))  # the watermark did not move either
+    assert again.case_ii == 1
