@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import GridColumn, PipelineConfig
 from summary_pipeline.facts import FACT_TS, VERSION
-from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rolling_field
+from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, rolling_field
 
 __all__ = [
     "BASE_MONTH",
@@ -111,8 +111,7 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     )
 
 
-def latest_rows(candidates: DataFrame, touched: DataFrame | None, old: DataFrame | None,
-                cfg: PipelineConfig) -> DataFrame:
+def latest_rows(candidates: DataFrame, touched: DataFrame, old: DataFrame | None, cfg: PipelineConfig) -> DataFrame:
     """latest_summary rows (SPEC 5) for the accounts of ``candidates``.
 
     Args:
@@ -133,17 +132,12 @@ def latest_rows(candidates: DataFrame, touched: DataFrame | None, old: DataFrame
     rows = (candidates.withColumn("_sp_dup", F.row_number().over(dedup)).where("_sp_dup = 1")
             .withColumn("_sp_rn", F.row_number().over(best)).where("_sp_rn = 1")
             .drop("_sp_dup", "_sp_rn", "_sp_prio"))
-    empty_old = old is None
-    if touched is None:
-        touched = rows.select(cfg.key, month_index(F.col(cfg.month)).alias(MONTH_INDEX), FACT_TS,
-                              F.lit(True).alias("_sp_has_row")).limit(0)
     per_account = touched.groupBy(cfg.key).agg(
         F.max(F.when(F.col("_sp_has_row"), F.col(MONTH_INDEX))).alias("_sp_new_last"),
-        F.map_from_entries(F.collect_list(F.struct(MONTH_INDEX, F.struct(FACT_TS).alias("t")))).alias("_sp_new_ts"),
+        F.map_from_entries(F.collect_list(F.struct(MONTH_INDEX, F.struct(FACT_TS)))).alias("_sp_new_ts"),
     )
     joined = rows.join(per_account, cfg.key, "left")
-    if not empty_old:
-        assert old is not None
+    if old is not None:
         joined = joined.join(old.select(cfg.key, F.col(LAST_MONTH).alias("_sp_old_last"),
                                          F.col(TS_HISTORY).alias("_sp_old_ts")), cfg.key, "left")
     else:
