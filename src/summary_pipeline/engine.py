@@ -92,8 +92,6 @@ class State:
 class Computed:
     """Everything a run writes, lazily: rows to upsert per table, keys to drop from the deletes table."""
 
-    facts: DataFrame
-    built: DataFrame
     summary: DataFrame
     latest: DataFrame
     deletes_upsert: DataFrame
@@ -192,8 +190,7 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
                   .select(cfg.key, _month_col(cfg)))
     else:
         remove = facts.select(cfg.key, _month_col(cfg)).limit(0)
-    return Computed(facts=facts, built=built, summary=summary, latest=latest, deletes_upsert=new_deletes,
-                    deletes_remove=remove)
+    return Computed(summary=summary, latest=latest, deletes_upsert=new_deletes, deletes_remove=remove)
 
 
 def _month_col(cfg: PipelineConfig) -> Column:
