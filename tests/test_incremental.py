@@ -158,3 +158,18 @@ def test_rerun_without_new_versions_changes_nothing(spark: SparkSession, scenari
     assert forward.status == "succeeded" and forward.summary_rows_written == 0
     for table in (cfg.destination_table, cfg.latest_history_table):
         assert snapshot_ids(spark, table) == after[table]
+
+
+def test_writes_exactly_the_rows_that_change(scenario: Any) -> None:
+    from factories import oracle_config
+    from oracle import expected_tables
+
+    cfg, result, _, _ = scenario
+    before = expected_tables(_state(), oracle_config(cfg))
+    after = expected_tables(_state() + _batch(), oracle_config(cfg))
+
+    def changed(old: dict[Any, Any], new: dict[Any, Any], columns: tuple[str, ...]) -> int:
+        return sum(1 for k, row in new.items() if k not in old or any(old[k][c] != row[c] for c in columns))
+
+    assert result.summary_rows_written == changed(before[0], after[0], cfg.summary_columns)
+    assert result.latest_rows_written == changed(before[1], after[1], cfg.latest_columns)

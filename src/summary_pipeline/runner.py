@@ -195,24 +195,25 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
     )
     for name, table, rows, keys, partition in targets:
         ensure_namespace(spark, table)
-        before = current_snapshot(spark, table)
+        # Rows inserted or updated (not Iceberg's added-records, which counts every row of rewritten files).
+        written = rows.count()
+        replace = options.mode == "initial" or not table_exists(spark, table)
         with _timed(result, f"write_{name}"):
-            if options.mode == "initial" or not table_exists(spark, table):
+            if replace:
                 replace_table(rows, table, result.run_id, partition_by=partition)
-            elif not rows.isEmpty():
+            elif written:
                 months = None
                 if partition:
                     months = sorted(r[0] for r in rows.select(partition).distinct().collect())
                 merge(spark, rows, table, keys, months=months, month_column=partition)
         after = current_snapshot(spark, table)
-        changed = after is not None and (before is None or before["snapshot-id"] != after["snapshot-id"])
         result.snapshots[name] = int(after["snapshot-id"]) if after else None
-        written = int(after.get("added-records", 0)) if changed and after else 0
         if name == "summary":
             result.summary_rows_written = written
         else:
             result.latest_rows_written = written
-        progress(f"  {table}: {written:,} rows written" if changed else f"  {table}: no change, no commit")
+        committed = replace or written > 0
+        progress(f"  {table}: {written:,} rows written" if committed else f"  {table}: no change, no commit")
     _write_deletes(spark, cfg, options, computed, result)
 
 
