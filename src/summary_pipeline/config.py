@@ -210,6 +210,8 @@ class PipelineConfig(_Model):
     run_ledger_table: str | None = None
     quarantine_table: str | None = None
     deletes_table_name: str | None = Field(default=None, alias="deletes_table")
+    max_rejected_rows: int | None = Field(default=None, ge=0)
+    max_rejected_fraction: float | None = Field(default=None, ge=0, le=1)
     # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
     primary_date_column: str | None = None
     coalesce_exclusion_cols: Any = None

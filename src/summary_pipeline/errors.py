@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "NotReadyError",
+    "RejectThresholdError",
     "SourceError",
     "SummaryPipelineError",
     "TablesNotEmptyError",
@@ -48,3 +49,7 @@ class TablesNotEmptyError(SummaryPipelineError):
     """``initial`` refuses to replace tables that already hold data unless asked to."""
 
     exit_code = 2
+
+
+class RejectThresholdError(SummaryPipelineError):
+    """More source rows were rejected than the config allows; summary and latest_summary were not written."""

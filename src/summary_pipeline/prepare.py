@@ -15,6 +15,7 @@ from summary_pipeline.config import PipelineConfig
 __all__ = [
     "ACTIVE",
     "MONTH_INDEX",
+    "RAW",
     "REJECT",
     "is_active",
     "month_index",
@@ -28,6 +29,8 @@ __all__ = [
 MONTH_INDEX = "_sp_m"
 ACTIVE = "_sp_active"
 REJECT = "_sp_reject"
+#: The raw source row of a rejected version (NULL for valid ones), for the quarantine table.
+RAW = "_sp_raw"
 
 _MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
@@ -87,6 +90,7 @@ def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
         F.col(cfg.ts).alias("_sp_ts"),
         *(F.col(c).alias(_tie_field(i)) for i, c in enumerate(cfg.tie_breaker_columns)),
         reject_reason(cfg).alias(REJECT),
+        F.struct(*(F.col(f"`{c}`") for c in source.columns)).alias(RAW),
     )
     for name in cfg.date_col_list:
         df = df.withColumn(name, F.when(F.year(name) >= 1000, F.col(name)))
@@ -114,4 +118,5 @@ def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
         month_index(F.col(cfg.month)).alias(MONTH_INDEX),
         is_active(cfg).alias(ACTIVE),
         REJECT,
+        F.when(F.col(REJECT).isNotNull(), F.col(RAW)).alias(RAW),
     )

@@ -37,12 +37,12 @@ from summary_pipeline.engine import (
     window_months,
     window_rows,
 )
-from summary_pipeline.errors import NotReadyError, TablesNotEmptyError
+from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
 from summary_pipeline.facts import FROM_BATCH, KIND, KIND_ACTIVE, KIND_IGNORED_DELETE, KIND_TOMBSTONE
 from summary_pipeline.history import LAST_MONTH
 from summary_pipeline.modes import select_batch
 from summary_pipeline.preflight import check_against_source, read_source
-from summary_pipeline.prepare import MONTH_INDEX, REJECT, prepare
+from summary_pipeline.prepare import MONTH_INDEX, RAW, REJECT, prepare
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.tables import (
     WATERMARK_PROPERTY,
@@ -97,6 +97,34 @@ def _count_read(prepared: DataFrame) -> tuple[int, dict[str, int], dt.datetime |
     total = sum(int(r["n"]) for r in rows)
     stamps = [r["ts"] for r in rows if r["ts"] is not None]
     return total, {str(r[REJECT]): int(r["n"]) for r in rows if r[REJECT] is not None}, max(stamps, default=None)
+
+
+def _quarantine(spark: SparkSession, cfg: PipelineConfig, prepared: DataFrame, run_id: str) -> None:
+    """Store rejected source rows with their reason; the same rejected row written twice stays one entry."""
+    rows = (prepared.where(F.col(REJECT).isNotNull())
+            .select(F.col(RAW + ".*"), F.col(REJECT).alias("reject_reason")))
+    keys = rows.columns
+    rows = rows.dropDuplicates(keys).select("*", F.lit(run_id).alias("run_id"),
+                                            F.current_timestamp().alias("quarantined_at"))
+    ensure_namespace(spark, cfg.quarantine)
+    if table_exists(spark, cfg.quarantine):
+        merge(spark, rows, cfg.quarantine, keys, update=False)
+    else:
+        replace_table(rows, cfg.quarantine, run_id)
+
+
+def _check_rejects(cfg: PipelineConfig, result: RunResult) -> None:
+    """Stop before any write to summary or latest_summary when more rows were rejected than configured."""
+    n, total = result.rejected_total, result.source_rows
+    over_rows = cfg.max_rejected_rows is not None and n > cfg.max_rejected_rows
+    over_fraction = cfg.max_rejected_fraction is not None and total > 0 and n / total > cfg.max_rejected_fraction
+    if over_rows or over_fraction:
+        detail = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(result.rejected.items()))
+        raise RejectThresholdError(
+            f"{n:,} of {total:,} source rows were rejected ({detail}), more than the config allows "
+            f"(max_rejected_rows={cfg.max_rejected_rows}, max_rejected_fraction={cfg.max_rejected_fraction}); "
+            f"nothing was written to {cfg.destination_table} or {cfg.latest_history_table}. The rows are in "
+            f"{cfg.quarantine}: fix them at the source, or raise the limit.")
 
 
 def _count_cases(facts: DataFrame, classes: DataFrame, cfg: PipelineConfig, result: RunResult) -> None:
@@ -283,8 +311,11 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
         say(f"New records to process: {result.source_rows:,}")
         if result.rejected:
             detail = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(result.rejected.items()))
-            say(f"Rejected rows: {result.rejected_total:,} ({detail})")
-        batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT)
+            say(f"Rejected rows: {result.rejected_total:,} ({detail}), kept in {cfg.quarantine}")
+            if not options.dry_run:
+                _quarantine(spark, cfg, prepared, result.run_id)
+            _check_rejects(cfg, result)
+        batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT, RAW)
         say("")
         say("Classifying records...")
         with _timed(result, "classify"):

@@ -90,11 +90,13 @@ def current_snapshot(spark: SparkSession, name: str) -> dict[str, str] | None:
 
 
 def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str], *,
-              months: tuple[str, list[str]] | None = None, remove_flag: str | None = None) -> str:
+              months: tuple[str, list[str]] | None = None, remove_flag: str | None = None,
+              update: bool = True) -> str:
     """The MERGE statement that upserts ``source_view`` into ``target`` by ``keys``.
 
     ``months`` = (month column, months) adds ``t.<month> IN (...)`` so Iceberg prunes the target's partitions;
-    ``remove_flag`` names a boolean source column whose true rows delete their match instead.
+    ``remove_flag`` names a boolean source column whose true rows delete their match instead;
+    ``update=False`` only inserts rows that have no match (an append that never duplicates).
 
     >>> print(merge_sql("db.t", "src", ["k", "v"], ["k"]))
     MERGE INTO db.t t USING src s
@@ -112,21 +114,23 @@ def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str]
     lines = [f"MERGE INTO {target} t USING {source_view} s", f"ON {on}"]
     if remove_flag:
         lines.append(f"WHEN MATCHED AND s.`{remove_flag}` THEN DELETE")
-    lines.append(f"WHEN MATCHED THEN UPDATE SET {sets}")
+    if update:
+        lines.append(f"WHEN MATCHED THEN UPDATE SET {sets}")
     unless = f" AND NOT s.`{remove_flag}`" if remove_flag else ""
     lines.append(f"WHEN NOT MATCHED{unless} THEN INSERT ({names}) VALUES ({inserted})")
     return "\n".join(lines)
 
 
 def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, months: list[str] | None = None,
-          month_column: str | None = None, remove_flag: str | None = None) -> None:
+          month_column: str | None = None, remove_flag: str | None = None, update: bool = True) -> None:
     """Upsert ``df`` into ``target`` in one Iceberg commit (the MERGE text comes from :func:`merge_sql`)."""
     view = f"_sp_merge_{abs(hash(target))}"
     df.createOrReplaceTempView(view)
     columns = [c for c in spark.table(target).columns]
     month_filter = (month_column, months) if months is not None and month_column else None
     try:
-        spark.sql(merge_sql(target, view, columns, keys, months=month_filter, remove_flag=remove_flag))
+        spark.sql(merge_sql(target, view, columns, keys, months=month_filter, remove_flag=remove_flag,
+                            update=update))
     finally:
         spark.catalog.dropTempView(view)
 
