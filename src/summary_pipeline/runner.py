@@ -113,15 +113,19 @@ def _quarantine(spark: SparkSession, cfg: PipelineConfig, prepared: DataFrame, r
         replace_table(rows, cfg.quarantine, run_id)
 
 
+def _rejected_detail(result: RunResult) -> str:
+    """Rejected rows per reason, for messages: ``NULL base_ts: 1, ...``."""
+    return ", ".join(f"{reason}: {count:,}" for reason, count in sorted(result.rejected.items()))
+
+
 def _check_rejects(cfg: PipelineConfig, result: RunResult) -> None:
     """Stop before any write to summary or latest_summary when more rows were rejected than configured."""
     n, total = result.rejected_total, result.source_rows
     over_rows = cfg.max_rejected_rows is not None and n > cfg.max_rejected_rows
     over_fraction = cfg.max_rejected_fraction is not None and total > 0 and n / total > cfg.max_rejected_fraction
     if over_rows or over_fraction:
-        detail = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(result.rejected.items()))
         raise RejectThresholdError(
-            f"{n:,} of {total:,} source rows were rejected ({detail}), more than the config allows "
+            f"{n:,} of {total:,} source rows were rejected ({_rejected_detail(result)}), more than the config allows "
             f"(max_rejected_rows={cfg.max_rejected_rows}, max_rejected_fraction={cfg.max_rejected_fraction}); "
             f"nothing was written to {cfg.destination_table} or {cfg.latest_history_table}. The rows are in "
             f"{cfg.quarantine}: fix them at the source, or raise the limit.")
@@ -214,6 +218,11 @@ def _with_fallback(spark: SparkSession, cfg: PipelineConfig, facts: DataFrame, c
     return State(state.latest, state.window, state.deletes, fallback=rows)
 
 
+def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
+    """A full rebuild, or a table that does not exist yet, is written whole; anything else is merged."""
+    return options.mode == "initial" or not table_exists(spark, table)
+
+
 def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, result: RunResult,
            progress: Progress) -> None:
     """One commit per table: replace for a full rebuild (or a missing table), MERGE otherwise."""
@@ -225,7 +234,7 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         ensure_namespace(spark, table)
         # Rows inserted or updated (not Iceberg's added-records, which counts every row of rewritten files).
         written = rows.count()
-        replace = options.mode == "initial" or not table_exists(spark, table)
+        replace = _replaces(spark, options, table)
         with _timed(result, f"write_{name}"):
             if replace:
                 replace_table(rows, table, result.run_id, partition_by=partition)
@@ -251,7 +260,7 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
     table = cfg.deletes_table
     upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
     remove = computed.deletes_remove
-    if options.mode == "initial" or not table_exists(spark, table):
+    if _replaces(spark, options, table):
         replace_table(computed.deletes_upsert, table, result.run_id, partition_by=cfg.month)
         return
     rows = upsert.unionByName(remove.withColumn("_sp_remove", F.lit(True)), allowMissingColumns=True)
@@ -310,8 +319,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
             return result
         say(f"New records to process: {result.source_rows:,}")
         if result.rejected:
-            detail = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(result.rejected.items()))
-            say(f"Rejected rows: {result.rejected_total:,} ({detail}), kept in {cfg.quarantine}")
+            say(f"Rejected rows: {result.rejected_total:,} ({_rejected_detail(result)}), kept in {cfg.quarantine}")
             if not options.dry_run:
                 _quarantine(spark, cfg, prepared, result.run_id)
             _check_rejects(cfg, result)
