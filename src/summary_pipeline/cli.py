@@ -3,7 +3,8 @@
 Two forms, as the seed shows::
 
     summary-pipeline --config summary_config.json [--mode incremental] ...     # run the pipeline
-    summary-pipeline generate|demo --config summary_config.json ...            # other tools
+    summary-pipeline generate|demo --config summary_config.json ...            # synthetic data, the demo
+    summary-pipeline runs|rollback|unlock --config summary_config.json ...     # the ledger and the lock
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
 into a short message and an exit code: 0 success, 1 failure, 2 refusal or bad usage.
@@ -29,7 +30,7 @@ __all__ = ["main"]
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-SUBCOMMANDS = ("run", "generate", "demo")
+SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock")
 
 
 def _month(text: str) -> str:
@@ -70,6 +71,24 @@ def _generate_parser(prog: str, demo: bool) -> argparse.ArgumentParser:
     parser.add_argument("--start-month", type=_month, default="2023-01", help="first month (default 2023-01)")
     parser.add_argument("--end-month", type=_month, default="2025-12", help="last month (default 2025-12)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    return parser
+
+
+def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
+    what = {
+        "runs": "list the runs in the ledger, newest first",
+        "rollback": "put summary, latest_summary and the watermark back to before a run",
+        "unlock": "clear the run lock by hand (the next run then undoes whatever the holder left half-done)",
+    }[command]
+    parser = argparse.ArgumentParser(prog=prog, description=what)
+    _common(parser)
+    if command == "runs":
+        parser.add_argument("--limit", type=int, default=20, help="how many runs to show (default 20)")
+    if command == "rollback":
+        parser.add_argument("--run-id", required=True, help="the run to undo (see `summary-pipeline runs`)")
+    if command != "runs":
+        parser.add_argument("--force", action="store_true",
+                            help="rollback: undo later runs too; unlock: even if the holder may be alive")
     return parser
 
 
@@ -156,6 +175,38 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
     return 0
 
 
+def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int:
+    from summary_pipeline.ledger import ledger_rows
+    from summary_pipeline.lock import clear_lock
+    from summary_pipeline.protocol import rollback
+    from summary_pipeline.runner import new_result
+
+    cfg = load_config(args.config)
+    spark = _session(cfg, args.warehouse)
+    try:
+        if command == "runs":
+            rows = ledger_rows(spark, cfg.ledger_table)[::-1][: args.limit]
+            console.runs(cfg.ledger_table, rows)
+        elif command == "unlock":
+            holder = clear_lock(spark, cfg.ledger_table, cfg.lock_timeout, force=args.force) \
+                if _exists(spark, cfg.ledger_table) else None
+            console.progress(f"Cleared the lock held by {holder.describe()}" if holder else "The lock was not held")
+        else:
+            console.banner("rollback")
+            result = new_result("rollback", cfg, {"run_id": args.run_id, "force": args.force})
+            rollback(spark, cfg, result, args.run_id, args.force, console.progress)
+            console.progress(f"Rolled back run {args.run_id}; the watermark is {result.watermark_committed}")
+    finally:
+        spark.stop()
+    return 0
+
+
+def _exists(spark: Any, table: str) -> bool:
+    from summary_pipeline.tables import table_exists
+
+    return table_exists(spark, table)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``summary-pipeline``, ``python -m summary_pipeline`` and the spark-submit job file."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -163,13 +214,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in SUBCOMMANDS:
         args_list = args_list[1:]
     prog = "summary-pipeline" if command == "run" else f"summary-pipeline {command}"
-    parser = _run_parser(prog) if command == "run" else _generate_parser(prog, demo=command == "demo")
+    if command == "run":
+        parser = _run_parser(prog)
+    elif command in ("generate", "demo"):
+        parser = _generate_parser(prog, demo=command == "demo")
+    else:
+        parser = _ledger_parser(prog, command)
     args = parser.parse_args(args_list)
     _setup_logging(args.verbose)
     console = Console(json_output=args.output == "json")
     if command == "run":
         return _handle(console, args.verbose, lambda: _cmd_run(args, console))
-    return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
+    if command in ("generate", "demo"):
+        return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
+    return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def spark_type(type_name: str) -> str:
 
 
 def _seconds(value: int | str) -> int:
-    """Parse a look-back: whole seconds, or ``"<n> <unit>"`` with s/m/h/d units.
+    """Parse a duration (look-back, lock timeout): whole seconds, or ``"<n> <unit>"`` with s/m/h/d units.
 
     >>> _seconds("6 hours"), _seconds(90)
     (21600, 90)
@@ -213,6 +213,7 @@ class PipelineConfig(_Model):
     deletes_table_name: str | None = Field(default=None, alias="deletes_table")
     max_rejected_rows: int | None = Field(default=None, ge=0)
     max_rejected_fraction: float | None = Field(default=None, ge=0, le=1)
+    lock_timeout: int = Field(default=600, ge=1)
     # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
     primary_date_column: str | None = None
     coalesce_exclusion_cols: Any = None
@@ -235,9 +236,9 @@ class PipelineConfig(_Model):
             raise ValueError(f"{value!r} is not a column identifier")
         return value
 
-    @field_validator("watermark_lookback", mode="before")
+    @field_validator("watermark_lookback", "lock_timeout", mode="before")
     @classmethod
-    def _lookback(cls, value: Any) -> int:
+    def _duration(cls, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError("write seconds (3600) or '<n> <unit>' like '6 hours'")
         return _seconds(value)

@@ -22,6 +22,7 @@ _TITLES = {
     "incremental": "INCREMENTAL MODE (PRODUCTION)",
     "forward": "FORWARD MODE",
     "backfill": "BACKFILL MODE",
+    "rollback": "ROLLBACK",
 }
 
 
@@ -85,6 +86,18 @@ class Console:
         self._print("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
         for row in cells:
             self._print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+    def runs(self, ledger: str, rows: list[dict[str, Any]]) -> None:
+        """The ledger's runs, newest first: what ran, how it ended, what it wrote."""
+        shown = [{
+            "run_id": r["run_id"], "mode": r["mode"], "status": r["status"],
+            "started": f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
+            "seconds": f"{(r.get('timings') or {}).get('total', 0):.0f}",
+            "watermark": f"{r['watermark_committed']:%Y-%m-%d %H:%M:%S}" if r["watermark_committed"] else "",
+            "summary_rows": r["summary_rows_written"], "latest_rows": r["latest_rows_written"],
+            "error": (r["error"] or "")[:60],
+        } for r in rows]
+        self.table(f"Runs in {ledger} (newest first)", shown)
 
     def error(self, err: SummaryPipelineError | Exception, hint: str | None = None) -> None:
         """One clear error message (JSON on stdout too when asked), never a bare stack trace."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    """The figures of one run: printed by the console, stored by the ledger, returned to callers.
+    """The figures of one run: printed by the console, stored in the ledger (one row per run), returned to callers.
 
     Case counts follow SPEC 6: ``case_i`` a new account's earliest month, ``case_iv`` its later months,
     ``case_ii`` forward months, ``case_iii`` backfills/corrections; deletes and duplicates separately.
@@ -49,10 +50,22 @@ class RunResult:
     last_month: str | None = None
     summary_rows_written: int = 0
     latest_rows_written: int = 0
-    snapshots: dict[str, int | None] = field(default_factory=dict)
+    #: Each table's snapshot id before and after the run (None: the table did not exist; -1: no snapshot).
+    snapshots_before: dict[str, int | None] = field(default_factory=dict)
+    snapshots_after: dict[str, int | None] = field(default_factory=dict)
+    watermark_read: dt.datetime | None = None
+    watermark_committed: dt.datetime | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    pid: int | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
     timings: dict[str, float] = field(default_factory=dict)
     ignored_config_keys: list[str] = field(default_factory=list)
+    #: Warnings for the operator (a lock taken over, a dead run undone).
+    warnings: list[str] = field(default_factory=list)
     message: str | None = None
+    error: str | None = None
 
     @property
     def rejected_total(self) -> int:

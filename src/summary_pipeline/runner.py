@@ -4,8 +4,8 @@ The math lives in :mod:`prepare`, :mod:`facts`, :mod:`history`, :mod:`state` and
 decides what to read, runs the few Spark actions a run needs (counts for the report, a short list of months,
 the writes) and records the figures.
 
-A run is idempotent: applying versions that are already in the tables changes nothing, because the facts they
-decide are the same. So a run that stops half-way is repaired by running the same command again.
+Every run that writes goes through :class:`~summary_pipeline.protocol.RunGuard` (lock, ledger, undo), so a run
+stopped at any instant is repaired by running the same command again. A dry run reads and writes nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,21 +43,13 @@ from summary_pipeline.engine import (
 from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
 from summary_pipeline.facts import FROM_BATCH, KIND, KIND_ACTIVE, KIND_IGNORED_DELETE, KIND_TOMBSTONE
 from summary_pipeline.history import LAST_MONTH
+from summary_pipeline.ledger import committed_watermark
 from summary_pipeline.modes import select_batch
 from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.prepare import MONTH_INDEX, RAW, REJECT, prepare
+from summary_pipeline.protocol import RunGuard, step
 from summary_pipeline.result import RunOptions, RunResult
-from summary_pipeline.tables import (
-    WATERMARK_PROPERTY,
-    current_snapshot,
-    ensure_namespace,
-    get_property,
-    is_empty,
-    merge,
-    replace_table,
-    set_property,
-    table_exists,
-)
+from summary_pipeline.tables import ensure_namespace, is_empty, merge, replace_table, table_exists
 
 __all__ = ["Progress", "read_watermark", "run", "summary_window"]
 
@@ -62,9 +57,6 @@ log = logging.getLogger(__name__)
 
 #: Receives one human-readable progress line at a time (the console prints them; the default logs them).
 Progress = Callable[[str], None]
-
-_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
 
 def _log_progress(line: str) -> None:
     if line.strip():
@@ -81,10 +73,11 @@ def _timed(result: RunResult, phase: str) -> Iterator[None]:
 
 
 def read_watermark(spark: SparkSession, cfg: PipelineConfig) -> dt.datetime | None:
-    """The committed watermark; with none committed, the greatest ``base_ts`` in summary; None when empty."""
-    value = get_property(spark, cfg.destination_table, WATERMARK_PROPERTY)
-    if value:
-        return dt.datetime.strptime(value, _TS_FORMAT)
+    """The watermark the ledger's latest succeeded run committed; failing that (no ledger: tables built by
+    another tool, or a ranged initial), the greatest ``base_ts`` in summary; None when summary is empty."""
+    watermark = committed_watermark(spark, cfg.ledger_table)[1]
+    if watermark is not None:
+        return watermark
     if is_empty(spark, cfg.destination_table):
         return None
     found = spark.table(cfg.destination_table).agg(F.max(cfg.ts)).collect()[0][0]
@@ -100,7 +93,8 @@ def _count_read(prepared: DataFrame) -> tuple[int, dict[str, int], dt.datetime |
 
 
 def _quarantine(spark: SparkSession, cfg: PipelineConfig, prepared: DataFrame, run_id: str) -> None:
-    """Store rejected source rows with their reason; the same rejected row written twice stays one entry."""
+    """Store rejected source rows with their reason; the same rejected row written twice stays one entry
+    (so a rerun after a crash adds nothing: the quarantine is a log and is never undone)."""
     rows = (prepared.where(F.col(REJECT).isNotNull())
             .select(F.col(RAW + ".*"), F.col(REJECT).alias("reject_reason")))
     keys = rows.columns
@@ -110,7 +104,7 @@ def _quarantine(spark: SparkSession, cfg: PipelineConfig, prepared: DataFrame, r
     if table_exists(spark, cfg.quarantine):
         merge(spark, rows, cfg.quarantine, keys, update=False)
     else:
-        replace_table(rows, cfg.quarantine, run_id)
+        replace_table(rows, cfg.quarantine)
 
 
 def _rejected_detail(result: RunResult) -> str:
@@ -224,7 +218,7 @@ def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
 
 
 def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, result: RunResult,
-           progress: Progress) -> None:
+           guard: RunGuard, progress: Progress) -> None:
     """One commit per table: replace for a full rebuild (or a missing table), MERGE otherwise."""
     targets = (
         ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month),
@@ -235,49 +229,72 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         # Rows inserted or updated (not Iceberg's added-records, which counts every row of rewritten files).
         written = rows.count()
         replace = _replaces(spark, options, table)
+        months = None
+        if partition and written and not replace:
+            months = sorted(r[0] for r in rows.select(partition).distinct().collect())
         with _timed(result, f"write_{name}"):
             if replace:
-                replace_table(rows, table, result.run_id, partition_by=partition)
+                guard.commit(table, partial(replace_table, rows, table, partition_by=partition))
             elif written:
-                months = None
-                if partition:
-                    months = sorted(r[0] for r in rows.select(partition).distinct().collect())
-                merge(spark, rows, table, keys, months=months, month_column=partition)
-        after = current_snapshot(spark, table)
-        result.snapshots[name] = int(after["snapshot-id"]) if after else None
+                guard.commit(table, partial(merge, spark, rows, table, keys, months=months, month_column=partition))
         if name == "summary":
             result.summary_rows_written = written
         else:
             result.latest_rows_written = written
         committed = replace or written > 0
         progress(f"  {table}: {written:,} rows written" if committed else f"  {table}: no change, no commit")
-    _write_deletes(spark, cfg, options, computed, result)
+        step(name)
+    _write_deletes(spark, cfg, options, computed, guard)
+    step("deletes")
 
 
 def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
-                   result: RunResult) -> None:
+                   guard: RunGuard) -> None:
     """The deletes table: winning deletes in full, so later runs rank against them."""
     table = cfg.deletes_table
-    upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
-    remove = computed.deletes_remove
     if _replaces(spark, options, table):
-        replace_table(computed.deletes_upsert, table, result.run_id, partition_by=cfg.month)
+        guard.commit(table, lambda: replace_table(computed.deletes_upsert, table, partition_by=cfg.month))
         return
-    rows = upsert.unionByName(remove.withColumn("_sp_remove", F.lit(True)), allowMissingColumns=True)
+    upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
+    rows = upsert.unionByName(computed.deletes_remove.withColumn("_sp_remove", F.lit(True)),
+                              allowMissingColumns=True)
     if not rows.isEmpty():
-        merge(spark, rows, table, [cfg.key, cfg.month], remove_flag="_sp_remove")
+        guard.commit(table, lambda: merge(spark, rows, table, [cfg.key, cfg.month], remove_flag="_sp_remove"))
 
 
-def _commit_watermark(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, previous: dt.datetime | None,
-                      read_max: dt.datetime | None) -> None:
-    """Only incremental and an unranged initial move the watermark, and only forward (SPEC 6)."""
+def next_watermark(options: RunOptions, previous: dt.datetime | None, read_max: dt.datetime | None
+                   ) -> dt.datetime | None:
+    """The watermark after a run: only incremental and an unranged initial move it, and only forward (SPEC 6).
+
+    >>> t1, t2 = dt.datetime(2026, 1, 1), dt.datetime(2026, 2, 1)
+    >>> next_watermark(RunOptions(mode="incremental"), t2, t1) == t2
+    True
+    >>> next_watermark(RunOptions(mode="backfill"), t1, t2) == t1
+    True
+    """
     ranged = options.mode == "initial" and bool(options.start_month or options.end_month)
     if options.mode == "incremental" or (options.mode == "initial" and not ranged):
-        candidates = [t for t in (previous, read_max) if t is not None]
-        if candidates:
-            set_property(spark, cfg.destination_table, WATERMARK_PROPERTY, max(candidates).strftime(_TS_FORMAT))
-    elif previous is not None and options.mode == "initial":
-        set_property(spark, cfg.destination_table, WATERMARK_PROPERTY, previous.strftime(_TS_FORMAT))
+        return max((t for t in (previous, read_max) if t is not None), default=None)
+    return previous
+
+
+def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, watermark: dt.datetime | None) -> None:
+    """Refusals that depend on the tables' state: checked under the lock, before anything is recorded."""
+    tables = (cfg.destination_table, cfg.latest_history_table)
+    if options.mode == "initial" and not options.replace and not all(is_empty(spark, t) for t in tables):
+        raise TablesNotEmptyError(
+            f"initial refuses to replace {cfg.destination_table} / {cfg.latest_history_table}: they already "
+            "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source.")
+    if options.mode == "incremental" and watermark is None:
+        raise NotReadyError(f"{cfg.destination_table} is empty or missing: run --mode initial first, "
+                            "then incremental keeps it up to date")
+
+
+def new_result(mode: str, cfg: PipelineConfig, arguments: dict[str, object], dry_run: bool = False) -> RunResult:
+    """A fresh RunResult for a run (or a rollback) started now by this process."""
+    return RunResult(run_id=uuid.uuid4().hex[:16], mode=mode, dry_run=dry_run, arguments=arguments,
+                     ignored_config_keys=cfg.ignored_keys(), host=socket.gethostname(), pid=os.getpid(),
+                     started_at=dt.datetime.now())
 
 
 def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progress: Progress | None = None,
@@ -286,24 +303,36 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
 
     Raises:
         SummaryPipelineError: for every failure a user can act on (bad config against the source, missing
-            source, tables not ready or not empty, a bad backfill filter).
+            source, tables not ready or not empty, a bad backfill filter, another run holding the lock, too
+            many rejected rows, a concurrent writer).
     """
     say = progress or _log_progress
-    result = RunResult(run_id=uuid.uuid4().hex[:16], mode=options.mode, dry_run=options.dry_run,
-                       ignored_config_keys=cfg.ignored_keys())
+    result = new_result(options.mode, cfg, dataclasses.asdict(options), options.dry_run)
     start = time.monotonic()
     source = read_source(spark, cfg)
     check_against_source(source, cfg, config_name)
-    tables = (cfg.destination_table, cfg.latest_history_table)
-    watermark = read_watermark(spark, cfg)
-    if options.mode == "initial" and not options.replace and not all(is_empty(spark, t) for t in tables):
-        raise TablesNotEmptyError(
-            f"initial refuses to replace {cfg.destination_table} / {cfg.latest_history_table}: they already "
-            "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source.")
+    if options.dry_run:
+        watermark = read_watermark(spark, cfg)
+        _refuse(spark, cfg, options, watermark)
+        _execute(spark, cfg, options, source, watermark, result, None, say)
+        result.status = "planned"
+    else:
+        with RunGuard(spark, cfg, result, say) as guard:
+            watermark = read_watermark(spark, cfg)
+            _refuse(spark, cfg, options, watermark)
+            result.watermark_read = result.watermark_committed = watermark
+            guard.start()
+            _execute(spark, cfg, options, source, watermark, result, guard, say)
+            result.timings["total"] = round(time.monotonic() - start, 3)
+            guard.succeed(dt.datetime.now())
+    result.timings["total"] = round(time.monotonic() - start, 3)
+    return result
+
+
+def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, source: DataFrame,
+             watermark: dt.datetime | None, result: RunResult, guard: RunGuard | None, say: Progress) -> None:
+    """Read the mode's batch, classify, rebuild and (with a guard) write; a dry run (no guard) only counts."""
     if options.mode == "incremental":
-        if watermark is None:
-            raise NotReadyError(f"{cfg.destination_table} is empty or missing: run --mode initial first, "
-                                "then incremental keeps it up to date")
         say(f"Processing new data since: {watermark:%Y-%m-%d %H:%M:%S}")
     elif options.mode == "initial":
         say(f"Building from every version in {cfg.source_table}")
@@ -311,17 +340,17 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     try:
         with _timed(result, "read"):
             result.source_rows, result.rejected, read_max = _count_read(prepared)
+        result.watermark_committed = next_watermark(options, watermark, read_max)
         if result.source_rows == 0 and options.mode != "initial":
             say("No new records to process")
-            result.status = "planned" if options.dry_run else "succeeded"
             result.message = "no new records"
-            result.timings["total"] = round(time.monotonic() - start, 3)
-            return result
+            return
         say(f"New records to process: {result.source_rows:,}")
         if result.rejected:
             say(f"Rejected rows: {result.rejected_total:,} ({_rejected_detail(result)}), kept in {cfg.quarantine}")
-            if not options.dry_run:
-                _quarantine(spark, cfg, prepared, result.run_id)
+            if guard is not None:
+                guard.tagged(lambda: _quarantine(spark, cfg, prepared, result.run_id))
+            step("quarantine")
             _check_rejects(cfg, result)
         batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT, RAW)
         say("")
@@ -342,16 +371,12 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
             # Each output is used several times (emptiness, months, the MERGE itself): compute each once.
             computed = dataclasses.replace(computed, summary=_materialize(computed.summary),
                                            latest=_materialize(computed.latest))
-        if options.dry_run:
+        if guard is None:
             result.summary_rows_written = computed.summary.count()
             result.latest_rows_written = computed.latest.count()
-        else:
-            say("")
-            say("Rebuilding history arrays and writing (one commit per table)...")
-            _write(spark, cfg, options, computed, result, say)
-            _commit_watermark(spark, cfg, options, watermark, read_max)
+            return
+        say("")
+        say("Rebuilding history arrays and writing (one commit per table)...")
+        _write(spark, cfg, options, computed, result, guard, say)
     finally:
         prepared.unpersist()
-    result.timings["total"] = round(time.monotonic() - start, 3)
-    result.status = "planned" if options.dry_run else "succeeded"
-    return result

@@ -83,6 +83,8 @@ def _embedded_catalog(catalog: str, warehouse: str) -> dict[str, str]:
         f"spark.sql.catalog.{catalog}": "org.apache.iceberg.spark.SparkCatalog",
         f"spark.sql.catalog.{catalog}.type": "hadoop",
         f"spark.sql.catalog.{catalog}.warehouse": str(Path(warehouse).resolve()),
+        # Read every table's metadata fresh: another process (a run, a rerun) may have committed meanwhile.
+        f"spark.sql.catalog.{catalog}.cache-enabled": "false",
         "spark.sql.defaultCatalog": catalog,
     }
 

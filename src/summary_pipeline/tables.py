@@ -1,7 +1,7 @@
-"""Reading and writing the pipeline's Iceberg tables: existence, emptiness, atomic replacement, snapshots.
+"""Reading and writing the pipeline's Iceberg tables with Spark: existence, emptiness, atomic replacement, MERGE.
 
-Each write is one Iceberg commit that carries the run id in its snapshot summary, so every snapshot can be
-traced back to the run that made it.
+Each write is one Iceberg commit; the runner makes it inside :func:`summary_pipeline.snapshots.tagged`, so the
+snapshot carries the run id.
 """
 
 from __future__ import annotations
@@ -11,22 +11,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 __all__ = [
-    "RUN_ID_PROPERTY",
-    "WATERMARK_PROPERTY",
-    "current_snapshot",
     "ensure_namespace",
-    "get_property",
     "is_empty",
     "merge",
     "merge_sql",
     "replace_table",
-    "set_property",
     "snapshot_ids",
     "table_exists",
 ]
-
-RUN_ID_PROPERTY = "summary-pipeline.run-id"
-WATERMARK_PROPERTY = "summary-pipeline.watermark"
 
 _PROPERTIES = {
     "format-version": "2",
@@ -56,9 +48,9 @@ def ensure_namespace(spark: SparkSession, name: str) -> None:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {'.'.join(parts[:-1])}")
 
 
-def replace_table(df: DataFrame, name: str, run_id: str, partition_by: str | None = None) -> None:
+def replace_table(df: DataFrame, name: str, partition_by: str | None = None) -> None:
     """Create or atomically replace ``name`` with ``df`` in one commit (readers see old or new, never half)."""
-    writer = df.writeTo(name).using("iceberg").option(f"snapshot-property.{RUN_ID_PROPERTY}", run_id)
+    writer = df.writeTo(name).using("iceberg")
     for key, value in _PROPERTIES.items():
         writer = writer.tableProperty(key, value)
     if partition_by:
@@ -72,21 +64,6 @@ def snapshot_ids(spark: SparkSession, name: str) -> list[int]:
         return []
     rows = spark.sql(f"SELECT snapshot_id FROM {name}.snapshots ORDER BY committed_at").collect()
     return [int(r[0]) for r in rows]
-
-
-def current_snapshot(spark: SparkSession, name: str) -> dict[str, str] | None:
-    """The current snapshot's summary (Iceberg's counters, our run id), or None for a missing/empty table."""
-    if not table_exists(spark, name):
-        return None
-    rows = spark.sql(
-        f"SELECT s.snapshot_id, s.summary FROM {name}.snapshots s JOIN {name}.history h "
-        "ON s.snapshot_id = h.snapshot_id WHERE h.is_current_ancestor ORDER BY h.made_current_at DESC LIMIT 1"
-    ).collect()
-    if not rows:
-        return None
-    summary = dict(rows[0]["summary"] or {})
-    summary["snapshot-id"] = str(rows[0]["snapshot_id"])
-    return summary
 
 
 def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str], *,
@@ -133,18 +110,3 @@ def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, m
                             update=update))
     finally:
         spark.catalog.dropTempView(view)
-
-
-def get_property(spark: SparkSession, table: str, key: str) -> str | None:
-    """A table property, or None when the table or the property is missing."""
-    if not table_exists(spark, table):
-        return None
-    for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect():
-        if row["key"] == key:
-            return str(row["value"])
-    return None
-
-
-def set_property(spark: SparkSession, table: str, key: str, value: str) -> None:
-    """Set a table property (a metadata change: no new snapshot)."""
-    spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{key}' = '{value}')")

@@ -1,0 +1,146 @@
+"""The run ledger: one row per run, in an Iceberg table beside the outputs (``<destination>_runs`` by default).
+
+A row is written when a run starts (status ``running``, with every table's snapshot id before it) and again
+when it ends (``succeeded`` or ``failed``, with the snapshot ids after it, the watermark it committed, its
+counts and timings). The ``succeeded`` write is the run's commit point: the committed watermark is the one in
+the latest succeeded row, and a reader who reads the tables at that row's ``snapshots_after`` sees the state
+the run left, both tables in step. A row still ``running`` whose run is gone marks work to undo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from summary_pipeline.result import RunResult
+from summary_pipeline.tables import ensure_namespace, merge, table_exists
+
+__all__ = ["COLUMNS", "committed_watermark", "ensure_ledger", "ledger_rows", "mark", "record", "running_runs"]
+
+#: The ledger's columns and their Spark types.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "string"),
+    ("mode", "string"),
+    ("status", "string"),
+    ("arguments", "string"),
+    ("host", "string"),
+    ("pid", "bigint"),
+    ("started_at", "timestamp"),
+    ("finished_at", "timestamp"),
+    ("watermark_read", "timestamp"),
+    ("watermark_committed", "timestamp"),
+    ("source_rows", "bigint"),
+    ("rejected_rows", "bigint"),
+    ("case_i", "bigint"),
+    ("case_ii", "bigint"),
+    ("case_iii", "bigint"),
+    ("case_iv", "bigint"),
+    ("soft_deletes_applied", "bigint"),
+    ("soft_deletes_ignored", "bigint"),
+    ("duplicates_dropped", "bigint"),
+    ("summary_rows_written", "bigint"),
+    ("latest_rows_written", "bigint"),
+    ("snapshots_before", "map<string,bigint>"),
+    ("snapshots_after", "map<string,bigint>"),
+    ("timings", "map<string,double>"),
+    ("error", "string"),
+    ("details", "string"),
+)
+_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
+
+_PROPERTIES = {
+    "format-version": "2",
+    # Every run and every lock heartbeat commits new metadata: keep only the recent files.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
+}
+
+
+def ensure_ledger(spark: SparkSession, table: str) -> None:
+    """Create the ledger table when it is missing (a run racing to create it too is fine)."""
+    if table_exists(spark, table):
+        return
+    ensure_namespace(spark, table)
+    props = ", ".join(f"'{k}' = '{v}'" for k, v in _PROPERTIES.items())
+    try:
+        spark.sql(f"CREATE TABLE {table} ({_SCHEMA}) USING iceberg TBLPROPERTIES ({props})")
+    except AnalysisException:
+        if not table_exists(spark, table):
+            raise
+
+
+def _row(result: RunResult) -> dict[str, Any]:
+    details = result.as_dict()
+    return {
+        "run_id": result.run_id,
+        "mode": result.mode,
+        "status": result.status,
+        "arguments": json.dumps(result.arguments, sort_keys=True),
+        "host": result.host,
+        "pid": result.pid,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "watermark_read": result.watermark_read,
+        "watermark_committed": result.watermark_committed,
+        "source_rows": result.source_rows,
+        "rejected_rows": result.rejected_total,
+        "case_i": result.case_i,
+        "case_ii": result.case_ii,
+        "case_iii": result.case_iii,
+        "case_iv": result.case_iv,
+        "soft_deletes_applied": result.soft_deletes_applied,
+        "soft_deletes_ignored": result.soft_deletes_ignored,
+        "duplicates_dropped": result.duplicates_dropped,
+        "summary_rows_written": result.summary_rows_written,
+        "latest_rows_written": result.latest_rows_written,
+        "snapshots_before": dict(result.snapshots_before),
+        "snapshots_after": dict(result.snapshots_after),
+        "timings": {k: float(v) for k, v in result.timings.items()},
+        "error": result.error,
+        "details": json.dumps(details, default=str, sort_keys=True),
+    }
+
+
+def record(spark: SparkSession, table: str, result: RunResult) -> None:
+    """Write (or overwrite) the run's row: one small MERGE commit on the ledger."""
+    rows = spark.createDataFrame([_row(result)], schema=_SCHEMA)
+    merge(spark, rows, table, ["run_id"])
+
+
+def mark(spark: SparkSession, table: str, run_ids: list[str], status: str, error: str | None = None) -> None:
+    """Set the status (and error text) of other runs' rows, e.g. a dead run this run undid."""
+    ids = ", ".join(f"'{r}'" for r in run_ids)
+    note = "NULL" if error is None else "'" + error.replace("'", "''") + "'"
+    spark.sql(f"UPDATE {table} SET status = '{status}', error = coalesce({note}, error), "
+              f"finished_at = coalesce(finished_at, current_timestamp()) WHERE run_id IN ({ids})")
+
+
+def ledger_rows(spark: SparkSession, table: str, status: str | None = None) -> list[dict[str, Any]]:
+    """The ledger's rows (all, or those with ``status``), oldest first; empty when there is no ledger."""
+    if not table_exists(spark, table):
+        return []
+    spark.catalog.refreshTable(table)
+    df = spark.table(table)
+    if status is not None:
+        df = df.where(F.col("status") == status)
+    return [r.asDict() for r in df.orderBy("started_at", "run_id").collect()]
+
+
+def running_runs(spark: SparkSession, table: str, other_than: str) -> list[dict[str, Any]]:
+    """Rows still marked running, other than ``other_than``'s: runs that died with their work in the tables."""
+    return [r for r in ledger_rows(spark, table, "running") if r["run_id"] != other_than]
+
+
+def committed_watermark(spark: SparkSession, table: str) -> tuple[bool, dt.datetime | None]:
+    """(whether any run succeeded, the watermark the latest succeeded run committed)."""
+    rows = ledger_rows(spark, table, "succeeded")
+    if not rows:
+        return False, None
+    last = max(rows, key=lambda r: (r["finished_at"] or dt.datetime.min, r["started_at"] or dt.datetime.min))
+    watermark = last["watermark_committed"]
+    return True, watermark if isinstance(watermark, dt.datetime) else None

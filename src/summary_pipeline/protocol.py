@@ -1,0 +1,273 @@
+"""The commit protocol: how a run changes the tables so that a kill at any instant is repaired by a rerun.
+
+Every run that writes goes through a :class:`RunGuard`:
+
+1. take the lock (:mod:`summary_pipeline.lock`); if its holder is provably gone, take it over;
+2. find runs the ledger still shows ``running`` (they died) and undo them: put summary, latest_summary and the
+   deletes table back to the snapshots the ledger recorded before they started (a rollback that died is
+   finished instead); mark them ``failed``;
+3. record this run as ``running`` with each table's snapshot id now (its *before*);
+4. commit each table once, each commit tagged with the run id and checked first against a concurrent writer;
+5. record the run ``succeeded`` with the snapshot ids after and the new watermark: the commit point;
+6. give the lock back.
+
+A failure at any point after 3 undoes this run's commits before the error is reported; a kill leaves the
+``running`` row for step 2 of the next run. Either way, the tables return to their state before the run, and
+the rerun then does the whole run again. The watermark lives in the ledger, so it cannot move unless the run
+reached step 5. The quarantine is a deduplicated log and is never undone: a rerun adds nothing it already has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pyspark.sql import SparkSession
+
+from summary_pipeline.config import PipelineConfig
+from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record, running_runs
+from summary_pipeline.lock import RunLock
+from summary_pipeline.result import RunResult
+from summary_pipeline.snapshots import RUN_ID_PROPERTY, RestoreError, is_commit_conflict, restore, state, tagged
+
+__all__ = ["STEPS", "ConflictError", "RollbackRefusedError", "RunGuard", "data_tables", "rollback", "rollback_plan",
+           "step"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The step boundaries of a run, in order. Tests inject faults at each through :data:`step_hook`.
+STEPS = ("locked", "started", "quarantine", "summary", "latest_summary", "deletes", "recorded", "released")
+
+#: Called with each step name as a run passes it (None in production; tests raise from it to simulate kills).
+step_hook: Callable[[str], None] | None = None
+
+
+def step(name: str) -> None:
+    """Mark a step boundary (a no-op unless a test set :data:`step_hook`)."""
+    if step_hook is not None:
+        step_hook(name)
+
+
+class ConflictError(SummaryPipelineError):
+    """Another writer committed to a table during this run; this run's writes were undone."""
+
+
+class RollbackRefusedError(SummaryPipelineError):
+    """A rollback would lose later runs and was not told to."""
+
+    exit_code = 2
+
+
+def data_tables(cfg: PipelineConfig) -> tuple[str, str, str]:
+    """The tables a run's undo puts back: summary, latest_summary and the deletes table."""
+    return cfg.destination_table, cfg.latest_history_table, cfg.deletes_table
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class RunGuard:
+    """Lock, recovery, ledger rows and undo around one run (see the module docstring).
+
+    Use as a context manager; inside, call :meth:`start` once the run is sure to go ahead, :meth:`commit` for
+    each table write and :meth:`succeed` at the end. A simulated kill (any BaseException that is not an
+    Exception or KeyboardInterrupt) skips all cleanup, as a real kill would.
+    """
+
+    def __init__(self, spark: SparkSession, cfg: PipelineConfig, result: RunResult,
+                 say: Callable[[str], None]) -> None:
+        self.spark, self.cfg, self.result, self.say = spark, cfg, result, say
+        self.lock = RunLock(spark, cfg.ledger_table, result.run_id, result.mode, cfg.lock_timeout)
+        self.expected: dict[str, int | None] = {}
+        self.started = False
+
+    # ----- entering: lock and recovery ----------------------------------------------------------------------
+
+    def __enter__(self) -> RunGuard:
+        ensure_ledger(self.spark, self.cfg.ledger_table)
+        taken = self.lock.acquire()
+        try:
+            if taken is not None:
+                holder, why = taken
+                self._warn(f"took over the lock from {holder.describe()}: {why}")
+            for table in (*data_tables(self.cfg), self.cfg.quarantine):
+                if state(self.spark, table) is not None:  # drop any cached metadata: read what others committed
+                    self.spark.catalog.refreshTable(table)
+            self._recover()
+            self.expected = {t: state(self.spark, t) for t in data_tables(self.cfg)}
+            self.result.snapshots_before = dict(self.expected)
+            step("locked")
+        except (Exception, KeyboardInterrupt):
+            self.lock.release()
+            raise
+        except BaseException:
+            self.lock.stop()
+            raise
+        return self
+
+    def _warn(self, text: str) -> None:
+        self.result.warnings.append(text)
+        log.warning(text)
+        self.say(f"Warning: {text}")
+
+    def _recover(self) -> None:
+        """Undo (or, for a rollback, finish) every run the ledger shows running: they died."""
+        for row in running_runs(self.spark, self.cfg.ledger_table, self.result.run_id):
+            dead = str(row["run_id"])
+            if row["mode"] == "rollback":
+                target = str(json.loads(row["arguments"] or "{}").get("run_id"))
+                done = self.tagged(partial(_apply_rollback, self.spark, self.cfg, target, dead))
+                self._mark(dead, "succeeded", f"interrupted; finished by run {self.result.run_id}")
+                self._warn(f"run {dead} (rollback of {target}) had stopped half-way; finished it: "
+                           f"{'; '.join(done) or 'nothing left to do'}")
+                continue
+            done = restore(self.spark, row["snapshots_before"] or {}, [dead])
+            self._mark(dead, "failed", f"interrupted; its writes were undone by run {self.result.run_id}")
+            started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S") if row["started_at"] else "?"
+            self._warn(f"run {dead} ({row['mode']}, started {started}) had stopped half-way; undid its "
+                       f"writes: {'; '.join(done) or 'it had written nothing'}")
+
+    def _mark(self, run_id: str, status: str, error: str) -> None:
+        self.tagged(partial(mark, self.spark, self.cfg.ledger_table, [run_id], status, error))
+
+    # ----- inside: the run's commits ------------------------------------------------------------------------
+
+    def tagged(self, write: Callable[[], T]) -> T:
+        """Run ``write`` with this run's id in the snapshot summary of every commit it makes."""
+        return tagged(self.spark, {RUN_ID_PROPERTY: self.result.run_id}, write)
+
+    def start(self) -> None:
+        """Record the run as running (with its before snapshots): from here on, a failure undoes it."""
+        self.result.status = "running"
+        self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result))
+        self.started = True
+        step("started")
+
+    def commit(self, table: str, write: Callable[[], None]) -> None:
+        """Make one of the run's commits on ``table``, after checking that no one else committed to it."""
+        self.lock.check()
+        if table in self.expected:
+            now = state(self.spark, table)
+            if now != self.expected[table]:
+                raise ConflictError(
+                    f"{table} was changed by another writer during this run (its snapshot is now {now}, this run "
+                    f"expected {self.expected[table]}). Make sure nothing else writes to the pipeline's tables "
+                    "while it runs, then run the same command again.")
+        try:
+            self.tagged(write)
+        except Exception as err:
+            if is_commit_conflict(err):
+                raise ConflictError(f"the commit to {table} conflicted with another writer "
+                                    f"({_first_line(err)}). Run the same command again.") from err
+            raise
+        if table in self.expected:
+            self.expected[table] = state(self.spark, table)
+
+    def succeed(self, finished: dt.datetime) -> None:
+        """The commit point: record the run succeeded, with the snapshots after it."""
+        self.lock.check()
+        self.result.status = "succeeded"
+        self.result.finished_at = finished
+        self.result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
+        self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result))
+        step("recorded")
+
+    # ----- leaving: release, or undo and release, or (a kill) nothing ---------------------------------------
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if err is None:
+            self.lock.release()
+            step("released")
+        elif not isinstance(err, Exception | KeyboardInterrupt):
+            self.lock.stop()  # a kill: nothing else runs
+        else:
+            try:
+                if self.started:
+                    self._fail(err)
+            finally:
+                self.lock.release()
+
+    def _fail(self, err: BaseException) -> None:
+        """Undo this run's commits and record it failed (or leave it running for the next run to finish)."""
+        result = self.result
+        result.error = _first_line(err)
+        result.finished_at = dt.datetime.now()
+        result.status = "failed"
+        try:
+            if result.mode == "rollback":
+                if not isinstance(err, RestoreError):  # a rollback that may have started is finished later
+                    result.status = "running"
+            else:
+                done = restore(self.spark, result.snapshots_before, [result.run_id])
+                if done:
+                    self.say(f"Undid this run's writes: {'; '.join(done)}")
+        except Exception as undo:
+            result.status = "running"
+            result.error += f"; undoing its writes failed too ({_first_line(undo)}): the next run undoes them"
+            log.error("could not undo run %s: %s", result.run_id, undo)
+        try:
+            result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
+            self.tagged(lambda: record(self.spark, self.cfg.ledger_table, result))
+        except Exception as ledger_err:
+            log.error("could not record run %s as %s: %s", result.run_id, result.status, ledger_err)
+
+
+def rollback_plan(rows: list[dict[str, Any]], run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ledger row of ``run_id`` and the succeeded runs after it that a rollback would undo too.
+
+    Raises SummaryPipelineError when the run is unknown or has nothing to roll back.
+    """
+    target = next((r for r in rows if r["run_id"] == run_id), None)
+    if target is None:
+        raise SummaryPipelineError(f"no run {run_id} in the ledger; list the runs with "
+                                   "`SELECT run_id, mode, status, started_at FROM <ledger table>`")
+    if target["mode"] == "rollback" or target["status"] != "succeeded":
+        raise SummaryPipelineError(f"run {run_id} is {target['status']} ({target['mode']}): there is nothing of it "
+                                   "to roll back (failed and interrupted runs are undone automatically)")
+    later = [r for r in rows if r["status"] == "succeeded" and r["mode"] != "rollback"
+             and (r["started_at"], r["run_id"]) > (target["started_at"], target["run_id"])]
+    return target, later
+
+
+def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: str) -> list[str]:
+    """Put the tables back to before ``run_id`` and mark it and every later run rolled back (idempotent)."""
+    rows = ledger_rows(spark, cfg.ledger_table)
+    target = next(r for r in rows if r["run_id"] == run_id)
+    after = [r for r in rows if (r["started_at"], r["run_id"]) > (target["started_at"], target["run_id"])
+             and r["mode"] != "rollback" and r["run_id"] != by]
+    undone: Iterable[str] = [run_id, *(r["run_id"] for r in after)]
+    done = restore(spark, target["snapshots_before"] or {}, undone)
+    rolled = [run_id, *(r["run_id"] for r in after if r["status"] == "succeeded")]
+    mark(spark, cfg.ledger_table, rolled, "rolled_back", f"rolled back by run {by}")
+    return done
+
+
+def rollback(spark: SparkSession, cfg: PipelineConfig, result: RunResult, run_id: str, force: bool,
+             say: Callable[[str], None]) -> RunResult:
+    """Put summary, latest_summary and the deletes table back to before ``run_id``, and the watermark to the
+    one it started from; refuses when later succeeded runs would be lost, unless ``force``."""
+    with RunGuard(spark, cfg, result, say) as guard:
+        target, later = rollback_plan(ledger_rows(spark, cfg.ledger_table), run_id)
+        if later and not force:
+            names = ", ".join(f"{r['run_id']} ({r['mode']}, {r['started_at']:%Y-%m-%d %H:%M})" for r in later)
+            raise RollbackRefusedError(f"rolling back {run_id} also undoes {len(later)} later run(s): {names}. "
+                                       "Roll back the latest first, or pass --force to undo them all.")
+        result.watermark_read = committed_watermark(spark, cfg.ledger_table)[1]
+        result.watermark_committed = target["watermark_read"]
+        guard.start()
+        done = guard.tagged(lambda: _apply_rollback(spark, cfg, run_id, result.run_id))
+        for line in done or ["the tables were already as before that run"]:
+            say(f"  {line}")
+        guard.succeed(dt.datetime.now())
+    return result
