@@ -12,6 +12,7 @@ from summary_pipeline.errors import ConfigError
 from summary_pipeline.modes import BadFilterError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
+from summary_pipeline.tables import table_exists
 
 pytestmark = pytest.mark.spark
 
@@ -31,8 +32,11 @@ pytestmark = pytest.mark.spark
 def test_bad_backfill_filters(spark: SparkSession, predicate: str, message: str) -> None:
     cfg = new_config()
     load_source(spark, cfg, [version(1, "2026-01")])
-    with pytest.raises(BadFilterError, match=re.escape(message)):
+    with pytest.raises(BadFilterError, match=re.escape(message)) as err:
         run(spark, cfg, RunOptions(mode="backfill", backfill_filter=predicate))
+    assert err.value.exit_code == 1
+    # Refused before the lock: no table, not even the ledger, was created.
+    assert not any(table_exists(spark, t) for t in (cfg.destination_table, cfg.ledger_table))
 
 
 def test_forward_needs_a_start_month(spark: SparkSession) -> None:

@@ -12,6 +12,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import ConfigError, SourceError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
+from summary_pipeline.tables import table_exists
 
 pytestmark = pytest.mark.spark
 
@@ -19,8 +20,10 @@ pytestmark = pytest.mark.spark
 def test_missing_source_table_says_how_to_fix(spark: SparkSession, make_config: Callable[..., PipelineConfig]
                                               ) -> None:
     cfg = make_config()
-    with pytest.raises(SourceError, match=r"source table t\d+_\d+\.accounts_all does not exist"):
+    with pytest.raises(SourceError, match=r"source table t\d+_\d+\.accounts_all does not exist") as err:
         run(spark, cfg, RunOptions(mode="initial"))
+    assert err.value.exit_code == 1
+    assert not any(table_exists(spark, t) for t in (cfg.destination_table, cfg.ledger_table))
 
 
 def test_missing_columns_are_all_listed(spark: SparkSession, make_config: Callable[..., PipelineConfig]) -> None:

@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, reference_raw, version
 from summary_pipeline.errors import RejectThresholdError
+from summary_pipeline.ledger import ledger_rows
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 from summary_pipeline.tables import table_exists
@@ -50,6 +51,7 @@ def test_each_kind_of_bad_row_is_quarantined_once(spark: SparkSession) -> None:
         "value does not fit rolling column asset_class_cd (Integer)": 1,
     }
     assert {r["cons_acct_key"] for r in spark.table(cfg.destination_table).collect()} == {3}
+    assert ledger_rows(spark, cfg.ledger_table)[-1]["rejected_rows"] == 7
     run(spark, cfg, RunOptions(mode="initial", replace=True))  # the same rows rejected again
     rows = spark.table(cfg.quarantine).collect()
     assert len(rows) == 7
@@ -68,3 +70,7 @@ def test_threshold_stops_before_writing(spark: SparkSession) -> None:
     assert "nothing was written to" in message and "max_rejected_rows=1" in message
     assert not table_exists(spark, cfg.destination_table) and not table_exists(spark, cfg.latest_history_table)
     assert spark.table(cfg.quarantine).count() == 7
+    assert err.value.exit_code == 1
+    row = ledger_rows(spark, cfg.ledger_table)[-1]  # the run is in the ledger, failed, with its counts
+    assert (row["status"], row["rejected_rows"], row["source_rows"]) == ("failed", 7, 8)
+    assert row["error"].startswith("7 of 8 source rows were rejected")

@@ -13,7 +13,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import ConfigError, SummaryPipelineError
 from summary_pipeline.result import RunOptions
 
-__all__ = ["BadFilterError", "check_backfill_filter", "select_batch"]
+__all__ = ["BadFilterError", "check_arguments", "check_backfill_filter", "select_batch"]
 
 _FORBIDDEN = re.compile(r";|\b(select|insert|update|delete|drop|create|alter|merge|truncate|exists)\b",
                         re.IGNORECASE)
@@ -47,6 +47,16 @@ def check_backfill_filter(source: DataFrame, predicate: str) -> None:
         raise BadFilterError(f"--backfill-filter must be a boolean expression; {text!r} is {kind}")
 
 
+def check_arguments(source: DataFrame, options: RunOptions) -> None:
+    """Refuse a mode's missing or malformed arguments; runs no Spark job, so a run checks them before it locks."""
+    if options.mode == "forward" and not options.start_month:
+        raise ConfigError(["forward needs --start-month YYYY-MM (and optionally --end-month)"], "arguments")
+    if options.mode == "backfill":
+        if not options.backfill_filter:
+            raise BadFilterError("backfill needs --backfill-filter \"<predicate over source columns>\"")
+        check_backfill_filter(source, options.backfill_filter)
+
+
 def select_batch(source: DataFrame, cfg: PipelineConfig, options: RunOptions, watermark: dt.datetime | None
                  ) -> DataFrame:
     """The source versions this run adds to R (SPEC 6), lazily.
@@ -57,6 +67,7 @@ def select_batch(source: DataFrame, cfg: PipelineConfig, options: RunOptions, wa
     * backfill: every version of every key that has a version matching the predicate, so the newest version of
       a key always takes part and a restatement never resurrects an older one.
     """
+    check_arguments(source, options)
     month = F.col(cfg.month)
     if options.mode == "initial":
         batch = source
@@ -70,14 +81,9 @@ def select_batch(source: DataFrame, cfg: PipelineConfig, options: RunOptions, wa
             return source
         since = watermark - dt.timedelta(seconds=cfg.watermark_lookback)
         return source.where(F.col(cfg.ts) > F.lit(since))
-    if options.mode == "forward":
-        if not options.start_month:
-            raise ConfigError(["forward needs --start-month YYYY-MM (and optionally --end-month)"], "arguments")
+    if options.mode == "forward" and options.start_month:
         return source.where(month.between(options.start_month, options.end_month or options.start_month))
-    if options.mode == "backfill":
-        if not options.backfill_filter:
-            raise BadFilterError("backfill needs --backfill-filter \"<predicate over source columns>\"")
-        check_backfill_filter(source, options.backfill_filter)
+    if options.mode == "backfill" and options.backfill_filter:
         keys = (source.where(F.expr(options.backfill_filter)).select(cfg.key, cfg.month).distinct()
                 .toDF("_sp_bk", "_sp_bm"))
         # NULL-safe, so rows with a NULL key or month that match still reach the quarantine.

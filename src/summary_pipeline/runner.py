@@ -44,7 +44,7 @@ from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesN
 from summary_pipeline.facts import FROM_BATCH, KIND, KIND_ACTIVE, KIND_IGNORED_DELETE, KIND_TOMBSTONE
 from summary_pipeline.history import LAST_MONTH
 from summary_pipeline.ledger import committed_watermark
-from summary_pipeline.modes import select_batch
+from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.prepare import MONTH_INDEX, RAW, REJECT, prepare
 from summary_pipeline.protocol import RunGuard, step
@@ -311,6 +311,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     start = time.monotonic()
     source = read_source(spark, cfg)
     check_against_source(source, cfg, config_name)
+    check_arguments(source, options)
     if options.dry_run:
         watermark = read_watermark(spark, cfg)
         _refuse(spark, cfg, options, watermark)

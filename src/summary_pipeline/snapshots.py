@@ -65,7 +65,12 @@ def is_commit_conflict(err: BaseException) -> bool:
 
 def _table(spark: SparkSession, name: str) -> Any:
     """The Iceberg Java table behind ``name``, refreshed from the catalog."""
-    table = spark._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)  # type: ignore[union-attr]
+    jvm = spark._jvm
+    assert jvm is not None
+    # Name resolution reads the thread's active session (the default catalog): a new thread, such as the lock's
+    # heartbeat, has none until it is set.
+    jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
+    table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
     table.refresh()
     return table
 
@@ -170,7 +175,8 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
         if snapshot_id is None:
             spark.sql(f"DROP TABLE IF EXISTS {name}")
             done.append(f"{name}: dropped (it did not exist before)")
-        elif snapshot_id == NO_SNAPSHOT:
+            continue
+        if snapshot_id == NO_SNAPSHOT:
             spark.sql(f"DELETE FROM {name}")
             done.append(f"{name}: emptied (it had no snapshot before)")
         else:

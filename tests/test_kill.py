@@ -1,0 +1,126 @@
+"""Real processes (SPEC 8): SIGKILL at several points of a CLI run, reruns, and two runs started together.
+
+The CLI runs in subprocesses on the test session's own warehouse (distinct namespaces), so the test reads
+what they wrote by table name. Kill points are found from the run's own progress lines: right after the batch
+was read (the run is recorded, nothing written), right after summary's commit (latest_summary's MERGE is under
+way) and right after latest_summary's (the deletes table and the ledger are under way).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from factories import assert_matches_oracle, load_source, new_config, reference_raw, version
+from summary_pipeline.config import PipelineConfig
+from summary_pipeline.ledger import ledger_rows
+from summary_pipeline.lock import read_owner
+from summary_pipeline.result import RunOptions
+from summary_pipeline.runner import run
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+T0 = dt.datetime(2026, 3, 1, 8)
+
+
+def _setup(spark: SparkSession, tmp_path: Path) -> tuple[PipelineConfig, Path, list[dict[str, Any]]]:
+    cfg = new_config(history_length=6)
+    raw = reference_raw()
+    raw.update(source_table=cfg.source_table, destination_table=cfg.destination_table,
+               latest_history_table=cfg.latest_history_table, history_length=6,
+               warehouse=spark.conf.get(f"spark.sql.catalog.{cfg.catalog_name}.warehouse"))
+    for r in raw["rolling_columns"]:
+        r["num_cols"] = 6
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    versions = [version(a, m, a, ts=T0) for a in range(1, 30) for m in ("2025-10", "2025-11", "2025-12")]
+    load_source(spark, cfg, versions)
+    run(spark, cfg, RunOptions(mode="initial"))
+    return cfg, path, versions
+
+
+def _batch(i: int) -> list[dict[str, Any]]:
+    ts = T0 + dt.timedelta(hours=i + 1)
+    rows = [version(a, f"2026-{i + 1:02d}", 100 * i + a, ts=ts) for a in range(1, 30)]
+    rows += [version(a, "2025-11", -a - i, ts=ts) for a in range(1, 30, 3)]  # corrections
+    rows += [version(1000 + i, "2025-06", i, ts=ts)]  # a new account
+    return rows
+
+
+def _start(config: Path) -> subprocess.Popen[str]:
+    """The CLI's default command (incremental) in a new process; stderr goes to a file beside the config."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    stderr = open(config.with_suffix(f".{os.urandom(4).hex()}.err"), "w+")  # noqa: SIM115 - closed with proc
+    return subprocess.Popen([sys.executable, "-m", "summary_pipeline", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+
+
+def _stderr(proc: subprocess.Popen[str]) -> str:
+    assert proc.stderr is not None
+    proc.stderr.seek(0)
+    return proc.stderr.read()
+
+
+def _wait_for(proc: subprocess.Popen[str], marker: str) -> list[str]:
+    """Read the run's stdout until a line contains ``marker``; fails if the run ends first."""
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return seen
+    proc.wait()
+    raise AssertionError(f"the run ended before {marker!r}:\n{''.join(seen)}\n{_stderr(proc)}")
+
+
+def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkSession, tmp_path: Path) -> None:
+    cfg, config, versions = _setup(spark, tmp_path)
+    markers = ["New records to process", f"{cfg.destination_table}: ", f"{cfg.latest_history_table}: "]
+    for i, marker in enumerate(markers):
+        load_source(spark, cfg, _batch(i))
+        versions += _batch(i)
+        proc = _start(config)
+        _wait_for(proc, marker)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        owner = read_owner(spark, cfg.ledger_table)
+        assert owner is not None and owner.pid == proc.pid  # the lock outlives its holder
+    rerun = _start(config)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, _stderr(rerun)
+    assert "Warning: took over the lock from run" in out and "no longer exist on this host" in out
+    assert "had stopped half-way; undid its writes" in out
+    assert_matches_oracle(spark, cfg, versions)
+    statuses = [r["status"] for r in ledger_rows(spark, cfg.ledger_table)]
+    assert statuses == ["succeeded", "failed", "failed", "failed", "succeeded"]
+    assert read_owner(spark, cfg.ledger_table) is None
+
+
+def test_two_runs_started_together_never_both_write(spark: SparkSession, tmp_path: Path) -> None:
+    cfg, config, versions = _setup(spark, tmp_path)
+    load_source(spark, cfg, _batch(0))
+    versions += _batch(0)
+    first = _start(config)
+    _wait_for(first, "New records to process")  # it holds the lock now
+    second = _start(config)
+    out2, _ = second.communicate(timeout=600)
+    first.communicate(timeout=600)
+    err2 = _stderr(second)
+    assert first.returncode == 0, _stderr(first)
+    if second.returncode == 2:  # the usual case: it met the lock
+        assert "another run holds the lock on this pipeline's tables: run " in err2
+        assert f"pid {first.pid}" in err2 and "Wait for it to finish" in err2
+    else:  # it started so late that the first had finished: it found nothing left to do
+        assert second.returncode == 0 and "No new records to process" in out2, err2
+    assert_matches_oracle(spark, cfg, versions)
+    rows = ledger_rows(spark, cfg.ledger_table)
+    assert [r["status"] for r in rows][:2] == ["succeeded", "succeeded"]
