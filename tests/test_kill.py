@@ -56,18 +56,23 @@ def _batch(i: int) -> list[dict[str, Any]]:
     return rows
 
 
+_STDERR: dict[int, Path] = {}
+
+
 def _start(config: Path) -> subprocess.Popen[str]:
-    """The CLI's default command (incremental) in a new process; stderr goes to a file beside the config."""
+    """The CLI's default command (incremental) in a new process; stderr goes to a file beside the config
+    (a pipe nobody reads could fill up and stall the run)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    stderr = open(config.with_suffix(f".{os.urandom(4).hex()}.err"), "w+")  # noqa: SIM115 - closed with proc
-    return subprocess.Popen([sys.executable, "-m", "summary_pipeline", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    path = config.with_suffix(f".{os.urandom(4).hex()}.err")
+    with open(path, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "summary_pipeline", "--config", str(config)],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    _STDERR[proc.pid] = path
+    return proc
 
 
 def _stderr(proc: subprocess.Popen[str]) -> str:
-    assert proc.stderr is not None
-    proc.stderr.seek(0)
-    return proc.stderr.read()
+    return _STDERR[proc.pid].read_text()
 
 
 def _wait_for(proc: subprocess.Popen[str], marker: str) -> list[str]:
@@ -124,3 +129,16 @@ def test_two_runs_started_together_never_both_write(spark: SparkSession, tmp_pat
     assert_matches_oracle(spark, cfg, versions)
     rows = ledger_rows(spark, cfg.ledger_table)
     assert [r["status"] for r in rows][:2] == ["succeeded", "succeeded"]
+
+    # The ledger commands as an operator types them: undo the last run, then list the runs.
+    last = rows[-1]["run_id"]
+    undo = subprocess.run([sys.executable, "-m", "summary_pipeline", "rollback", "--config", str(config),
+                           "--run-id", last], capture_output=True, text=True, timeout=600)
+    assert undo.returncode == 0, undo.stderr
+    assert f"Rolled back run {last}" in undo.stdout
+    listed = subprocess.run([sys.executable, "-m", "summary_pipeline", "runs", "--config", str(config)],
+                            capture_output=True, text=True, timeout=600)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == f"Runs in {cfg.ledger_table} (newest first)"
+    assert "rollback" in lines[2] and "succeeded" in lines[2] and last in lines[3] and "rolled_back" in lines[3]
