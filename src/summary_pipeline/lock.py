@@ -217,12 +217,16 @@ class RunLock:
                 log.warning("lock heartbeat failed: %s", str(err).splitlines()[0] if str(err) else err)
 
     def check(self) -> None:
-        """Raise LockLostError when another run has taken this run's lock."""
+        """Raise LockLostError unless this run still holds the lock (read from the catalog, not remembered)."""
+        if self.lost is None:
+            holder = read_owner(self.spark, self.table)
+            if holder is None or holder.run_id != self.owner.run_id:
+                self.lost = holder or self.owner
         if self.lost is not None:
             raise LockLostError(
                 f"this run's lock on {self.table} was taken over by {self.lost.describe()} (it judged this run "
                 "gone: raise lock_timeout if runs stall longer than that). This run stopped before its next "
-                "commit; its writes are undone by whichever run holds the lock now.")
+                "commit; the run that holds the lock now undoes its writes.")
 
     # ----- giving back ------------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record, running_runs
-from summary_pipeline.lock import RunLock
+from summary_pipeline.lock import LockLostError, RunLock
 from summary_pipeline.result import RunResult
 from summary_pipeline.snapshots import RUN_ID_PROPERTY, RestoreError, is_commit_conflict, restore, state, tagged
 
@@ -131,7 +131,7 @@ class RunGuard:
                 self._warn(f"run {dead} (rollback of {target}) had stopped half-way; finished it: "
                            f"{'; '.join(done) or 'nothing left to do'}")
                 continue
-            done = restore(self.spark, row["snapshots_before"] or {}, [dead])
+            done = self.tagged(partial(restore, self.spark, row["snapshots_before"] or {}, [dead]))
             self._mark(dead, "failed", f"interrupted; its writes were undone by run {self.result.run_id}")
             started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S") if row["started_at"] else "?"
             self._warn(f"run {dead} ({row['mode']}, started {started}) had stopped half-way; undid its "
@@ -189,8 +189,8 @@ class RunGuard:
         if err is None:
             self.lock.release()
             step("released")
-        elif not isinstance(err, Exception | KeyboardInterrupt):
-            self.lock.stop()  # a kill: nothing else runs
+        elif not isinstance(err, Exception | KeyboardInterrupt) or isinstance(err, LockLostError):
+            self.lock.stop()  # a kill: nothing else runs; a lost lock: its new holder undoes this run
         else:
             try:
                 if self.started:
@@ -209,7 +209,7 @@ class RunGuard:
                 if not isinstance(err, RestoreError):  # a rollback that may have started is finished later
                     result.status = "running"
             else:
-                done = restore(self.spark, result.snapshots_before, [result.run_id])
+                done = self.tagged(partial(restore, self.spark, result.snapshots_before, [result.run_id]))
                 if done:
                     self.say(f"Undid this run's writes: {'; '.join(done)}")
         except Exception as undo:

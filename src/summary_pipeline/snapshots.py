@@ -123,11 +123,16 @@ def state(spark: SparkSession, name: str) -> int | None:
 
 
 def _since(table: Any, before: int | None) -> list[tuple[int, str | None]]:
-    """(snapshot id, run id) of the current snapshot and its ancestors down to, not including, ``before``."""
+    """(snapshot id, run id) of the current snapshot and its ancestors down to, not including, ``before``.
+
+    Compactions (Iceberg's ``replace`` operation: the same rows in other files) are left out: undoing one loses
+    nothing, so they never stand in the way of a restore.
+    """
     found = []
     snapshot = table.currentSnapshot()
     while snapshot is not None and int(snapshot.snapshotId()) != before:
-        found.append((int(snapshot.snapshotId()), snapshot.summary().get(RUN_ID_PROPERTY)))
+        if str(snapshot.operation()) != "replace":
+            found.append((int(snapshot.snapshotId()), snapshot.summary().get(RUN_ID_PROPERTY)))
         parent = snapshot.parentId()
         snapshot = table.snapshot(parent) if parent is not None else None
     return found
