@@ -10,6 +10,7 @@ exactly the oracle's tables for every version.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,11 +22,11 @@ from oracle import expected_tables
 from summary_pipeline import protocol
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.lock import read_owner
+from summary_pipeline.lock import LockLostError, Owner, clear_lock, read_owner
 from summary_pipeline.protocol import STEPS, ConflictError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import read_watermark, run
-from summary_pipeline.snapshots import RUN_ID_PROPERTY, state
+from summary_pipeline.snapshots import RUN_ID_PROPERTY, state, swap_properties
 
 pytestmark = pytest.mark.spark
 
@@ -162,4 +163,28 @@ def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
     assert ledger_rows(spark, cfg.ledger_table)[-1]["status"] == "failed"
 
     result = run(spark, cfg, INCREMENTAL)  # the same command repairs it
+    _assert_equal(cfg, _tables_at(spark, cfg, result.snapshots_after), versions)  # type: ignore[arg-type]
+
+
+def test_a_run_that_lost_its_lock_stops_before_its_next_commit_and_is_undone(
+        spark: SparkSession, fault: Any) -> None:
+    cfg = new_config(history_length=6)
+    versions = _initial()
+    load_source(spark, cfg, versions)
+    run(spark, cfg, RunOptions(mode="initial"))
+    load_source(spark, cfg, _batch(0))
+    versions += _batch(0)
+    before = state(spark, cfg.destination_table)
+
+    def usurp() -> None:  # after this run's summary commit, another host judges it dead and takes the lock
+        now = time.time()
+        usurper = Owner("usurper", "incremental", "elsewhere", "", 1, 1, now, now)
+        swap_properties(spark, cfg.ledger_table, lambda _: usurper.properties())
+    fault("summary", usurp)
+    with pytest.raises(LockLostError, match="taken over by run usurper"):
+        run(spark, cfg, INCREMENTAL)
+    assert state(spark, cfg.destination_table) != before  # its summary commit is there; latest_summary is not
+    clear_lock(spark, cfg.ledger_table, cfg.lock_timeout, force=True)  # the usurper "finished"
+    result = run(spark, cfg, INCREMENTAL)
+    assert any("undid commits of runs that did not succeed" in w for w in result.warnings)
     _assert_equal(cfg, _tables_at(spark, cfg, result.snapshots_after), versions)  # type: ignore[arg-type]

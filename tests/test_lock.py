@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, version
 from summary_pipeline.ledger import ensure_ledger
-from summary_pipeline.lock import LockedError, LockLostError, Owner, RunLock, clear_lock, read_owner
+from summary_pipeline.lock import LockedError, LockLostError, Owner, RunLock, clear_lock, machine_id, read_owner
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 from summary_pipeline.snapshots import swap_properties
@@ -31,8 +31,8 @@ def _ledger(spark: SparkSession) -> str:
 def _hold(spark: SparkSession, table: str, run_id: str, **fields: Any) -> None:
     """Write a lock holder straight into the properties, as another process would have."""
     now = time.time()
-    owner = Owner(**{"run_id": run_id, "mode": "incremental", "host": socket.gethostname(), "pid": -1,
-                     "jvm_pid": -1, "since": now, "heartbeat": now, **fields})
+    owner = Owner(**{"run_id": run_id, "mode": "incremental", "host": socket.gethostname(),
+                     "machine": machine_id(), "pid": -1, "jvm_pid": -1, "since": now, "heartbeat": now, **fields})
     swap_properties(spark, table, lambda _: owner.properties())
 
 
@@ -113,6 +113,14 @@ def test_two_runs_racing_for_the_lock_never_both_win(spark: SparkSession) -> Non
     for lock in locks:
         lock.release()
     assert read_owner(spark, table) is None
+
+
+def test_a_holder_in_another_pid_namespace_is_judged_by_its_heartbeat_only(spark: SparkSession) -> None:
+    table = _ledger(spark)
+    _hold(spark, table, "container", machine="another-boot:4026531836", pid=999_999)  # same host name
+    with pytest.raises(LockedError, match="run container"):
+        RunLock(spark, table, "me3", "incremental", timeout=600).acquire()
+    clear_lock(spark, table, timeout=600, force=True)
 
 
 def test_unlock_refuses_a_live_holder_unless_forced(spark: SparkSession) -> None:

@@ -5,6 +5,7 @@ Two forms, as the seed shows::
     summary-pipeline --config summary_config.json [--mode incremental] ...     # run the pipeline
     summary-pipeline generate|demo --config summary_config.json ...            # synthetic data, the demo
     summary-pipeline runs|rollback|unlock --config summary_config.json ...     # the ledger and the lock
+    summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
 into a short message and an exit code: 0 success, 1 failure, 2 refusal or bad usage.
@@ -22,7 +23,7 @@ from typing import Any
 from summary_pipeline import __version__
 from summary_pipeline.config import PipelineConfig, load_config
 from summary_pipeline.console import Console
-from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.errors import SummaryPipelineError, describe
 from summary_pipeline.result import MODES, RunOptions
 
 __all__ = ["main"]
@@ -30,7 +31,7 @@ __all__ = ["main"]
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock")
+SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "benchmark")
 
 
 def _month(text: str) -> str:
@@ -92,6 +93,18 @@ def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _benchmark_parser(prog: str) -> argparse.ArgumentParser:
+    from summary_pipeline.benchmark import PROFILES
+
+    parser = argparse.ArgumentParser(prog=prog, description="measure initial, incremental, full rebuild and the "
+                                     "I/O floor on generated data, and print the ratios (docs/PERFORMANCE.md)")
+    _common(parser)
+    parser.add_argument("--profile", choices=list(PROFILES), default="small",
+                        help="small (minutes), medium (50,000 accounts x 120 months), large (by hand)")
+    parser.add_argument("--json", help="where to write the figures (default benchmark-<profile>.json)")
+    return parser
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -102,14 +115,11 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _spark_error_message(err: Exception) -> str | None:
-    """The first meaningful line of a Spark/Py4J error, or None when ``err`` is not one."""
+    """One meaningful line for a Spark/Py4J error, or None when ``err`` is not one."""
     module = type(err).__module__
     if not (module.startswith("pyspark") or module.startswith("py4j")):
         return None
-    for line in str(err).splitlines():
-        if line.strip():
-            return f"Spark failed: {line.strip()}"
-    return f"Spark failed: {type(err).__name__}"
+    return f"Spark failed: {describe(err)}"
 
 
 def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
@@ -134,10 +144,10 @@ def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
         return 1
 
 
-def _session(cfg: PipelineConfig, warehouse: str | None) -> Any:
+def _session(cfg: PipelineConfig, warehouse: str | None, extra: dict[str, str] | None = None) -> Any:
     from summary_pipeline.spark import build_session
 
-    return build_session(cfg, warehouse=warehouse)
+    return build_session(cfg, warehouse=warehouse, extra=extra)
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -201,6 +211,24 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from summary_pipeline.benchmark import PROFILES, run_benchmark, write_json
+
+    cfg = load_config(args.config)
+    profile = PROFILES[args.profile]
+    spark = _session(cfg, args.warehouse, {"spark.driver.memory": profile.driver_memory})
+    try:
+        report = run_benchmark(spark, cfg, profile, console.progress)
+    finally:
+        spark.stop()
+    path = Path(args.json or f"benchmark-{profile.name}.json")
+    write_json(report, path)
+    console.benchmark(report, str(path))
+    return 0
+
+
 def _exists(spark: Any, table: str) -> bool:
     from summary_pipeline.tables import table_exists
 
@@ -216,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "summary-pipeline" if command == "run" else f"summary-pipeline {command}"
     if command == "run":
         parser = _run_parser(prog)
+    elif command == "benchmark":
+        parser = _benchmark_parser(prog)
     elif command in ("generate", "demo"):
         parser = _generate_parser(prog, demo=command == "demo")
     else:
@@ -227,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_run(args, console))
     if command in ("generate", "demo"):
         return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
+    if command == "benchmark":
+        return _handle(console, args.verbose, lambda: _cmd_benchmark(args, console))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))
 
 

@@ -213,7 +213,7 @@ class PipelineConfig(_Model):
     deletes_table_name: str | None = Field(default=None, alias="deletes_table")
     max_rejected_rows: int | None = Field(default=None, ge=0)
     max_rejected_fraction: float | None = Field(default=None, ge=0, le=1)
-    lock_timeout: int = Field(default=600, ge=1)
+    lock_timeout: int = Field(default=600, ge=10)
     # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
     primary_date_column: str | None = None
     coalesce_exclusion_cols: Any = None

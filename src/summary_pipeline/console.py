@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.result import RunResult
+
+if TYPE_CHECKING:
+    from summary_pipeline.benchmark import Report
 
 __all__ = ["Console"]
 
@@ -98,6 +101,26 @@ class Console:
             "error": (r["error"] or "")[:60],
         } for r in rows]
         self.table(f"Runs in {ledger} (newest first)", shown)
+
+    def benchmark(self, report: Report, path: str) -> None:
+        """The benchmark's one table: each phase, then each ratio against its target."""
+        from summary_pipeline.benchmark import TARGETS, meets
+
+        if self.json_output:
+            print(json.dumps(report.as_dict(), sort_keys=True), file=self.out, flush=True)
+            return
+        self._print("")
+        self.table(f"Benchmark {report.profile}: {report.accounts:,} accounts, {report.months} and "
+                   f"{report.short_months} months of history, H={report.history_length}", [
+            {"phase": p.name, "seconds": f"{p.seconds:.1f}", "rows": f"{p.rows:,} {p.unit}",
+             "rows/s": f"{p.per_second:,.0f}", "peak heap MiB": p.peak_heap_mib} for p in report.phases])
+        self._print("")
+        self.table("Targets", [
+            {"ratio": name, "value": f"{value:,.2f}", "target": f"{TARGETS[name][0]} {TARGETS[name][1]:,}",
+             "met": "yes" if meets(name, value) else "NO"} for name, value in report.ratios.items()])
+        for name, ok in report.checks.items():
+            self._print(f"{name}: {'yes' if ok else 'NO'}")
+        self._print(f"Figures written to {path}")
 
     def error(self, err: SummaryPipelineError | Exception, hint: str | None = None) -> None:
         """One clear error message (JSON on stdout too when asked), never a bare stack trace."""

@@ -14,6 +14,7 @@ __all__ = [
     "SourceError",
     "SummaryPipelineError",
     "TablesNotEmptyError",
+    "describe",
 ]
 
 
@@ -53,3 +54,19 @@ class TablesNotEmptyError(SummaryPipelineError):
 
 class RejectThresholdError(SummaryPipelineError):
     """More source rows were rejected than the config allows; summary and latest_summary were not written."""
+
+
+def describe(err: BaseException) -> str:
+    """One readable line for any error: a Java error as its class and message (and its root cause), never
+    Py4J's "An error occurred while calling o123.sql"."""
+    java = getattr(err, "java_exception", None)
+    if java is None:
+        text = str(err).strip()
+        return text.splitlines()[0] if text else type(err).__name__
+    causes: list[str] = []
+    while java is not None and len(causes) < 20:
+        message = str(java.getMessage() or "").strip()
+        line = message.splitlines()[0] if message else ""
+        causes.append(f"{java.getClass().getSimpleName()}: {line}"[:300] if line else str(java.getClass().getName()))
+        java = java.getCause()
+    return causes[0] if len(causes) == 1 or causes[0] == causes[-1] else f"{causes[0]} (caused by {causes[-1]})"

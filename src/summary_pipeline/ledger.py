@@ -106,10 +106,14 @@ def _row(result: RunResult) -> dict[str, Any]:
     }
 
 
-def record(spark: SparkSession, table: str, result: RunResult) -> None:
-    """Write (or overwrite) the run's row: one small MERGE commit on the ledger."""
+def record(spark: SparkSession, table: str, result: RunResult, only_if_running: bool = False) -> None:
+    """Write (or overwrite) the run's row: one small MERGE commit on the ledger.
+
+    ``only_if_running`` leaves the row alone unless it still says ``running`` (the commit point: another run
+    may have judged this one dead and marked it failed meanwhile).
+    """
     rows = spark.createDataFrame([_row(result)], schema=_SCHEMA)
-    merge(spark, rows, table, ["run_id"])
+    merge(spark, rows, table, ["run_id"], matched_if="t.status = 'running'" if only_if_running else None)
 
 
 def mark(spark: SparkSession, table: str, run_ids: list[str], status: str, error: str | None = None) -> None:

@@ -2,8 +2,10 @@
 
 The lock is a set of properties on the ledger table, taken and given back with the catalog's atomic
 compare-and-swap (:func:`~summary_pipeline.snapshots.swap_properties`), so two runs that race for it cannot both
-win, on any catalog. While a run holds it, a thread renews a heartbeat. A holder is *provably gone*, and its lock
-is taken over, when its heartbeat is older than ``lock_timeout``, or when it ran on this host and its processes
+win on a catalog with atomic commits (the embedded Hadoop one is atomic within a process only; the lock is read
+back after taking it to narrow that gap). While a run holds it, a thread renews a heartbeat. A holder is
+*provably gone*, and its lock is taken over, when its heartbeat is older than ``lock_timeout``, or when it ran
+on this machine (host name, boot id and pid namespace) and its processes
 (the Python driver and its JVM) no longer exist. Taking over never undoes anything by itself: the runner then
 finds the dead run in the ledger and undoes its writes before it starts its own.
 """
@@ -19,10 +21,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.errors import SummaryPipelineError, describe
 from summary_pipeline.snapshots import CommitFailed, swap_properties
 
 __all__ = ["LockLostError", "LockedError", "Owner", "RunLock", "clear_lock", "gone", "read_owner"]
@@ -30,7 +33,7 @@ __all__ = ["LockLostError", "LockedError", "Owner", "RunLock", "clear_lock", "go
 log = logging.getLogger(__name__)
 
 PREFIX = "summary-pipeline.lock."
-_FIELDS = ("run-id", "mode", "host", "pid", "jvm-pid", "since", "heartbeat")
+_FIELDS = ("run-id", "mode", "host", "machine", "pid", "jvm-pid", "since", "heartbeat")
 
 #: Run ids this process is running right now: a lock held by this process for any other run id is stale.
 _ACTIVE: set[str] = set()
@@ -53,6 +56,8 @@ class Owner:
     run_id: str
     mode: str
     host: str
+    #: Boot id and pid namespace: two containers can share a host name, never both of these.
+    machine: str
     pid: int
     jvm_pid: int
     since: float
@@ -60,8 +65,8 @@ class Owner:
 
     def properties(self) -> dict[str, str]:
         """The lock properties that say this owner holds the lock."""
-        values = (self.run_id, self.mode, self.host, str(self.pid), str(self.jvm_pid), f"{self.since:.3f}",
-                  f"{self.heartbeat:.3f}")
+        values = (self.run_id, self.mode, self.host, self.machine, str(self.pid), str(self.jvm_pid),
+                  f"{self.since:.3f}", f"{self.heartbeat:.3f}")
         return {PREFIX + k: v for k, v in zip(_FIELDS, values, strict=True)}
 
     @classmethod
@@ -70,7 +75,8 @@ class Owner:
         if PREFIX + "run-id" not in props:
             return None
         get = {k: props.get(PREFIX + k, "") for k in _FIELDS}
-        return cls(run_id=get["run-id"], mode=get["mode"], host=get["host"], pid=_int(get["pid"]),
+        return cls(run_id=get["run-id"], mode=get["mode"], host=get["host"], machine=get["machine"],
+                   pid=_int(get["pid"]),
                    jvm_pid=_int(get["jvm-pid"]), since=_float(get["since"]), heartbeat=_float(get["heartbeat"]))
 
     def describe(self, now: float | None = None) -> str:
@@ -90,6 +96,20 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0
+
+
+def machine_id() -> str:
+    """This process's machine as seen by its pids: the boot id and the pid namespace ('' where unknown)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def _same_machine(owner: Owner) -> bool:
+    """True when the owner's pids can be checked from here: same host name, boot and pid namespace."""
+    return owner.host == socket.gethostname() and bool(owner.machine) and owner.machine == machine_id()
 
 
 def _alive(pid: int) -> bool:
@@ -118,7 +138,7 @@ def gone(owner: Owner, timeout: float, now: float | None = None) -> str | None:
         return None
     if now - owner.heartbeat > timeout:
         return f"its last heartbeat is {now - owner.heartbeat:.0f} s old (lock_timeout is {timeout:.0f} s)"
-    if owner.host != socket.gethostname():
+    if not _same_machine(owner):
         return None
     if owner.pid == os.getpid():
         return "it stopped inside this process"
@@ -129,7 +149,7 @@ def gone(owner: Owner, timeout: float, now: float | None = None) -> str | None:
 
 def _dying(owner: Owner) -> bool:
     """Its Python driver is gone on this host but its JVM has not exited yet (it will, within seconds)."""
-    return owner.host == socket.gethostname() and not _alive(owner.pid) and _alive(owner.jvm_pid)
+    return _same_machine(owner) and not _alive(owner.pid) and _alive(owner.jvm_pid)
 
 
 def read_owner(spark: SparkSession, table: str) -> Owner | None:
@@ -153,10 +173,12 @@ class RunLock:
         assert jvm is not None
         self.spark, self.table, self.timeout = spark, table, timeout
         now = time.time()
-        self.owner = Owner(run_id=run_id, mode=mode, host=socket.gethostname(), pid=os.getpid(),
+        self.owner = Owner(run_id=run_id, mode=mode, host=socket.gethostname(), machine=machine_id(), pid=os.getpid(),
                            jvm_pid=int(jvm.java.lang.ProcessHandle.current().pid()), since=now, heartbeat=now)
         self.taken_from: tuple[Owner, str] | None = None
         self.lost: Owner | None = None
+        self.renewed = now  # when this run last knew it held the lock (acquire or a heartbeat)
+        self._beat_at = now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -182,7 +204,12 @@ class RunLock:
         for _ in range(200):
             try:
                 swap_properties(self.spark, self.table, self._claim)
-                break
+                # A catalog whose swap is not atomic across processes (the embedded Hadoop one: check, then
+                # rename) can let two runs both "win": read the lock back once the dust settled.
+                time.sleep(0.2)
+                holder = read_owner(self.spark, self.table)
+                if holder is not None and holder.run_id == self.owner.run_id:
+                    break
             except CommitFailed:
                 time.sleep(random.uniform(0.05, 0.3))
             except LockedError:
@@ -193,6 +220,7 @@ class RunLock:
         else:
             raise LockedError(f"could not take the lock on {self.table}: other runs keep changing it; try again")
         _ACTIVE.add(self.owner.run_id)
+        self.renewed = time.time()
         self._thread = threading.Thread(target=self._beat, name="summary-pipeline-heartbeat", daemon=True)
         self._thread.start()
         return self.taken_from
@@ -204,29 +232,38 @@ class RunLock:
         if holder is None or holder.run_id != self.owner.run_id:
             self.lost = holder or self.owner
             return {}
-        return {PREFIX + "heartbeat": f"{time.time():.3f}"}
+        self._beat_at = time.time()
+        return {PREFIX + "heartbeat": f"{self._beat_at:.3f}"}
 
     def _beat(self) -> None:
         interval = max(0.5, min(60.0, self.timeout / 4))
         while not self._stop.wait(interval) and self.lost is None:
             try:
                 swap_properties(self.spark, self.table, self._renew)
+                self.renewed = self._beat_at
             except CommitFailed:
                 continue
             except Exception as err:  # a missed beat is not fatal; the timeout allows for several
-                log.warning("lock heartbeat failed: %s", str(err).splitlines()[0] if str(err) else err)
+                log.warning("lock heartbeat failed: %s", describe(err))
 
     def check(self) -> None:
-        """Raise LockLostError unless this run still holds the lock (read from the catalog, not remembered)."""
+        """Raise LockLostError unless this run still holds the lock, read from the catalog, and renewed it
+        recently: a run that could not renew for half of ``lock_timeout`` stops before committing anything,
+        so it never clashes with a run that takes its lock over when the timeout passes."""
         if self.lost is None:
             holder = read_owner(self.spark, self.table)
             if holder is None or holder.run_id != self.owner.run_id:
                 self.lost = holder or self.owner
         if self.lost is not None:
-            raise LockLostError(
-                f"this run's lock on {self.table} was taken over by {self.lost.describe()} (it judged this run "
-                "gone: raise lock_timeout if runs stall longer than that). This run stopped before its next "
-                "commit; the run that holds the lock now undoes its writes.")
+            by = ("cleared by hand (summary-pipeline unlock)" if self.lost is self.owner
+                  else f"taken over by {self.lost.describe()}")
+            raise LockLostError(f"this run's lock on {self.table} was {by}. This run stopped before its next commit; "
+                                "the run that holds the lock next undoes what it wrote.")
+        stale = time.time() - self.renewed
+        if stale > self.timeout / 2:
+            raise LockLostError(f"this run could not renew its lock for {stale:.0f} s (half of lock_timeout): it "
+                                "stops before committing, since another run may take the lock over soon. Check the "
+                                "catalog's health, then run the same command again.")
 
     # ----- giving back ------------------------------------------------------------------------------------
 

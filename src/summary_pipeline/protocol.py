@@ -3,17 +3,19 @@
 Every run that writes goes through a :class:`RunGuard`:
 
 1. take the lock (:mod:`summary_pipeline.lock`); if its holder is provably gone, take it over;
-2. find runs the ledger still shows ``running`` (they died) and undo them: put summary, latest_summary and the
-   deletes table back to the snapshots the ledger recorded before they started (a rollback that died is
-   finished instead); mark them ``failed``;
+2. finish a rollback that died, then *settle*: put summary, latest_summary and the deletes table back to the
+   latest succeeded run's ``snapshots_after``, undoing only commits of runs that did not succeed; mark runs
+   still shown ``running`` (they died) ``failed``;
 3. record this run as ``running`` with each table's snapshot id now (its *before*);
-4. commit each table once, each commit tagged with the run id and checked first against a concurrent writer;
-5. record the run ``succeeded`` with the snapshot ids after and the new watermark: the commit point;
+4. commit each table once, each commit tagged with the run id and checked first against a lost lock and a
+   concurrent writer;
+5. record the run ``succeeded`` (only if its row still says ``running``) with the snapshot ids after and the
+   new watermark: the commit point;
 6. give the lock back.
 
-A failure at any point after 3 undoes this run's commits before the error is reported; a kill leaves the
-``running`` row for step 2 of the next run. Either way, the tables return to their state before the run, and
-the rerun then does the whole run again. The watermark lives in the ledger, so it cannot move unless the run
+A failure at any point after 3 settles the tables before the error is reported; a kill leaves the ``running``
+row for step 2 of the next run. Either way, the tables return to the last succeeded run's state, and the rerun
+then does the whole run again. The watermark lives in the ledger, so it cannot move unless the run
 reached step 5. The quarantine is a deduplicated log and is never undone: a rerun adds nothing it already has.
 """
 
@@ -30,14 +32,14 @@ from typing import Any, TypeVar
 from pyspark.sql import SparkSession
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.errors import SummaryPipelineError, describe
 from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record, running_runs
 from summary_pipeline.lock import LockLostError, RunLock
 from summary_pipeline.result import RunResult
 from summary_pipeline.snapshots import RUN_ID_PROPERTY, RestoreError, is_commit_conflict, restore, state, tagged
 
 __all__ = ["STEPS", "ConflictError", "RollbackRefusedError", "RunGuard", "data_tables", "rollback", "rollback_plan",
-           "step"]
+           "settle_plan", "step"]
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,6 @@ def data_tables(cfg: PipelineConfig) -> tuple[str, str, str]:
     return cfg.destination_table, cfg.latest_history_table, cfg.deletes_table
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 class RunGuard:
     """Lock, recovery, ledger rows and undo around one run (see the module docstring).
 
@@ -96,6 +93,7 @@ class RunGuard:
     def __enter__(self) -> RunGuard:
         ensure_ledger(self.spark, self.cfg.ledger_table)
         taken = self.lock.acquire()
+        self.result.started_at = dt.datetime.now()  # runs are ordered by when they took the lock
         try:
             if taken is not None:
                 holder, why = taken
@@ -121,21 +119,29 @@ class RunGuard:
         self.say(f"Warning: {text}")
 
     def _recover(self) -> None:
-        """Undo (or, for a rollback, finish) every run the ledger shows running: they died."""
-        for row in running_runs(self.spark, self.cfg.ledger_table, self.result.run_id):
-            dead = str(row["run_id"])
-            if row["mode"] == "rollback":
-                target = str(json.loads(row["arguments"] or "{}").get("run_id"))
-                done = self.tagged(partial(_apply_rollback, self.spark, self.cfg, target, dead))
-                self._mark(dead, "succeeded", f"interrupted; finished by run {self.result.run_id}")
-                self._warn(f"run {dead} (rollback of {target}) had stopped half-way; finished it: "
-                           f"{'; '.join(done) or 'nothing left to do'}")
-                continue
-            done = self.tagged(partial(restore, self.spark, row["snapshots_before"] or {}, [dead]))
-            self._mark(dead, "failed", f"interrupted; its writes were undone by run {self.result.run_id}")
+        """Finish any rollback that died, then settle the tables, then mark the runs that died failed."""
+        dead = running_runs(self.spark, self.cfg.ledger_table, self.result.run_id)
+        for row in [r for r in dead if r["mode"] == "rollback"]:
+            target = str(json.loads(row["arguments"] or "{}").get("run_id"))
+            done = self.tagged(partial(_apply_rollback, self.spark, self.cfg, target, row["run_id"]))
+            self._mark(row["run_id"], "succeeded", f"interrupted; finished by run {self.result.run_id}")
+            self._warn(f"run {row['run_id']} (rollback of {target}) had stopped half-way; finished it: "
+                       f"{'; '.join(done) or 'nothing left to do'}")
+        done = self._settle()
+        for row in [r for r in dead if r["mode"] != "rollback"]:
+            self._mark(row["run_id"], "failed", f"interrupted; its writes were undone by run {self.result.run_id}")
             started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S") if row["started_at"] else "?"
-            self._warn(f"run {dead} ({row['mode']}, started {started}) had stopped half-way; undid its "
-                       f"writes: {'; '.join(done) or 'it had written nothing'}")
+            self._warn(f"run {row['run_id']} ({row['mode']}, started {started}) had stopped half-way")
+        if done:
+            self._warn(f"undid commits of runs that did not succeed: {'; '.join(done)}")
+
+    def _settle(self) -> list[str]:
+        """Put the data tables back to the latest succeeded run's snapshots, undoing only commits of runs that
+        did not succeed (this one, dead ones, and one that kept writing after it lost its lock)."""
+        target, strip = settle_plan(ledger_rows(self.spark, self.cfg.ledger_table))
+        if target is None:
+            return []
+        return self.tagged(partial(restore, self.spark, target, strip))
 
     def _mark(self, run_id: str, status: str, error: str) -> None:
         self.tagged(partial(mark, self.spark, self.cfg.ledger_table, [run_id], status, error))
@@ -168,7 +174,7 @@ class RunGuard:
         except Exception as err:
             if is_commit_conflict(err):
                 raise ConflictError(f"the commit to {table} conflicted with another writer "
-                                    f"({_first_line(err)}). Run the same command again.") from err
+                                    f"({describe(err)}). Run the same command again.") from err
             raise
         if table in self.expected:
             self.expected[table] = state(self.spark, table)
@@ -179,7 +185,13 @@ class RunGuard:
         self.result.status = "succeeded"
         self.result.finished_at = finished
         self.result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
-        self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result))
+        self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, only_if_running=True))
+        mine = [r for r in ledger_rows(self.spark, self.cfg.ledger_table) if r["run_id"] == self.result.run_id]
+        if not mine or mine[0]["status"] != "succeeded":
+            self.lock.lost = self.lock.lost or self.lock.owner
+            raise LockLostError(f"run {self.result.run_id} was judged gone and undone by another run before it "
+                                "could record its success; the tables are as that run left them. Run the same "
+                                "command again.")
         step("recorded")
 
     # ----- leaving: release, or undo and release, or (a kill) nothing ---------------------------------------
@@ -201,7 +213,7 @@ class RunGuard:
     def _fail(self, err: BaseException) -> None:
         """Undo this run's commits and record it failed (or leave it running for the next run to finish)."""
         result = self.result
-        result.error = _first_line(err)
+        result.error = describe(err)
         result.finished_at = dt.datetime.now()
         result.status = "failed"
         try:
@@ -209,18 +221,45 @@ class RunGuard:
                 if not isinstance(err, RestoreError):  # a rollback that may have started is finished later
                     result.status = "running"
             else:
-                done = self.tagged(partial(restore, self.spark, result.snapshots_before, [result.run_id]))
+                done = self._settle()
                 if done:
                     self.say(f"Undid this run's writes: {'; '.join(done)}")
         except Exception as undo:
             result.status = "running"
-            result.error += f"; undoing its writes failed too ({_first_line(undo)}): the next run undoes them"
+            result.error += f"; undoing its writes failed too ({describe(undo)}): the next run undoes them"
             log.error("could not undo run %s: %s", result.run_id, undo)
         try:
             result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
             self.tagged(lambda: record(self.spark, self.cfg.ledger_table, result))
         except Exception as ledger_err:
             log.error("could not record run %s as %s: %s", result.run_id, result.status, ledger_err)
+
+
+def _order(row: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
+    never = dt.datetime.min
+    return (row["finished_at"] or row["started_at"] or never, row["started_at"] or never)
+
+
+def settle_plan(rows: list[dict[str, Any]]) -> tuple[dict[str, int | None] | None, list[str]]:
+    """Where the data tables must be, and whose commits may be undone to get there.
+
+    The target is the latest succeeded run's ``snapshots_after`` (before any run succeeded: the first run's
+    ``snapshots_before``); every run that did not succeed may have its commits undone.
+
+    >>> rows = [{"run_id": "a", "status": "succeeded", "started_at": 1, "finished_at": 2,
+    ...          "snapshots_before": {"s": None}, "snapshots_after": {"s": 10}},
+    ...         {"run_id": "b", "status": "failed", "started_at": 3, "finished_at": 4,
+    ...          "snapshots_before": {"s": 10}, "snapshots_after": {"s": 11}}]
+    >>> settle_plan(rows)
+    ({'s': 10}, ['b'])
+    """
+    if not rows:
+        return None, []
+    strip = [r["run_id"] for r in rows if r["status"] != "succeeded"]
+    succeeded = [r for r in rows if r["status"] == "succeeded"]
+    if succeeded:
+        return dict(max(succeeded, key=_order)["snapshots_after"] or {}), strip
+    return dict(min(rows, key=_order)["snapshots_before"] or {}), strip
 
 
 def rollback_plan(rows: list[dict[str, Any]], run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

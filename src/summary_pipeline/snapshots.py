@@ -168,9 +168,11 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
         foreign = writers - allowed
         if foreign:
             who = ", ".join(sorted(str(r) if r else "a writer outside this pipeline" for r in foreign))
-            raise RestoreError(f"cannot put {name} back: besides the runs being undone, {who} committed to it "
-                               f"since then. Inspect {name}.snapshots and restore it by hand, or roll back "
-                               "those runs first.")
+            raise RestoreError(
+                f"cannot put {name} back to snapshot {snapshot_id} (the last good state): {who} committed to it "
+                "on top of commits of a run that did not succeed, so neither can be undone alone. Inspect "
+                f"{name}.snapshots, decide what to keep, and set it by hand (e.g. CALL <catalog>.system."
+                f"set_current_snapshot('{name}', {snapshot_id})); then run the same command again.")
         if snapshot_id not in (None, NO_SNAPSHOT) and table.snapshot(snapshot_id) is None:
             raise RestoreError(f"cannot put {name} back: snapshot {snapshot_id} was expired. Rebuild with "
                                "--mode initial --replace.")

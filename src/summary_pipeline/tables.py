@@ -68,12 +68,13 @@ def snapshot_ids(spark: SparkSession, name: str) -> list[int]:
 
 def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str], *,
               months: tuple[str, list[str]] | None = None, remove_flag: str | None = None,
-              update: bool = True) -> str:
+              update: bool = True, matched_if: str | None = None) -> str:
     """The MERGE statement that upserts ``source_view`` into ``target`` by ``keys``.
 
     ``months`` = (month column, months) adds ``t.<month> IN (...)`` so Iceberg prunes the target's partitions;
     ``remove_flag`` names a boolean source column whose true rows delete their match instead;
-    ``update=False`` only inserts rows that have no match (an append that never duplicates).
+    ``update=False`` only inserts rows that have no match (an append that never duplicates);
+    ``matched_if`` updates a match only when that condition holds.
 
     >>> print(merge_sql("db.t", "src", ["k", "v"], ["k"]))
     MERGE INTO db.t t USING src s
@@ -92,14 +93,16 @@ def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str]
     if remove_flag:
         lines.append(f"WHEN MATCHED AND s.`{remove_flag}` THEN DELETE")
     if update:
-        lines.append(f"WHEN MATCHED THEN UPDATE SET {sets}")
+        condition = f" AND {matched_if}" if matched_if else ""
+        lines.append(f"WHEN MATCHED{condition} THEN UPDATE SET {sets}")
     unless = f" AND NOT s.`{remove_flag}`" if remove_flag else ""
     lines.append(f"WHEN NOT MATCHED{unless} THEN INSERT ({names}) VALUES ({inserted})")
     return "\n".join(lines)
 
 
 def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, months: list[str] | None = None,
-          month_column: str | None = None, remove_flag: str | None = None, update: bool = True) -> None:
+          month_column: str | None = None, remove_flag: str | None = None, update: bool = True,
+          matched_if: str | None = None) -> None:
     """Upsert ``df`` into ``target`` in one Iceberg commit (the MERGE text comes from :func:`merge_sql`)."""
     view = f"_sp_merge_{abs(hash(target))}"
     df.createOrReplaceTempView(view)
@@ -107,6 +110,6 @@ def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, m
     month_filter = (month_column, months) if months is not None and month_column else None
     try:
         spark.sql(merge_sql(target, view, columns, keys, months=month_filter, remove_flag=remove_flag,
-                            update=update))
+                            update=update, matched_if=matched_if))
     finally:
         spark.catalog.dropTempView(view)
