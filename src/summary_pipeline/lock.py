@@ -200,6 +200,20 @@ class RunLock:
         Raises LockedError when a live run holds it. A holder whose JVM is still exiting is waited for, up to
         ``patience`` seconds; a lost race for the swap is simply tried again.
         """
+        # Alive from the first attempt on: a racing run in this process must not judge it gone meanwhile.
+        _ACTIVE.add(self.owner.run_id)
+        try:
+            self._take(patience)
+        except BaseException:
+            _ACTIVE.discard(self.owner.run_id)
+            raise
+        self.renewed = time.time()
+        self._thread = threading.Thread(target=self._beat, name="summary-pipeline-heartbeat", daemon=True)
+        self._thread.start()
+        return self.taken_from
+
+    def _take(self, patience: float) -> None:
+        """Swap the lock to this run, retrying lost races; raises LockedError while a live run holds it."""
         deadline = time.monotonic() + patience
         for _ in range(200):
             try:
@@ -219,11 +233,6 @@ class RunLock:
                 time.sleep(0.5)
         else:
             raise LockedError(f"could not take the lock on {self.table}: other runs keep changing it; try again")
-        _ACTIVE.add(self.owner.run_id)
-        self.renewed = time.time()
-        self._thread = threading.Thread(target=self._beat, name="summary-pipeline-heartbeat", daemon=True)
-        self._thread.start()
-        return self.taken_from
 
     # ----- holding ----------------------------------------------------------------------------------------
 
