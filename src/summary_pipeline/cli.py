@@ -4,7 +4,7 @@ Two forms, as the seed shows::
 
     summary-pipeline --config summary_config.json [--mode incremental] ...     # run the pipeline
     summary-pipeline generate|demo --config summary_config.json ...            # synthetic data, the demo
-    summary-pipeline runs|rollback|unlock --config summary_config.json ...     # the ledger and the lock
+    summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
     summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
@@ -31,7 +31,7 @@ __all__ = ["main"]
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "benchmark")
+SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "maintain", "benchmark")
 
 
 def _month(text: str) -> str:
@@ -80,6 +80,7 @@ def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
         "runs": "list the runs in the ledger, newest first",
         "rollback": "put summary, latest_summary and the watermark back to before a run",
         "unlock": "clear the run lock by hand (the next run then undoes whatever the holder left half-done)",
+        "maintain": "compact what runs wrote and expire snapshots no kept run's rollback needs",
     }[command]
     parser = argparse.ArgumentParser(prog=prog, description=what)
     _common(parser)
@@ -87,7 +88,10 @@ def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
         parser.add_argument("--limit", type=int, default=20, help="how many runs to show (default 20)")
     if command == "rollback":
         parser.add_argument("--run-id", required=True, help="the run to undo (see `summary-pipeline runs`)")
-    if command != "runs":
+    if command == "maintain":
+        parser.add_argument("--keep-runs", type=int, default=7,
+                            help="the last N runs stay undoable with rollback (default 7)")
+    if command in ("rollback", "unlock"):
         parser.add_argument("--force", action="store_true",
                             help="rollback: undo later runs too; unlock: even if the holder may be alive")
     return parser
@@ -197,6 +201,12 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
         if command == "runs":
             rows = ledger_rows(spark, cfg.ledger_table)[::-1][: args.limit]
             console.runs(cfg.ledger_table, rows)
+        elif command == "maintain":
+            from summary_pipeline.maintain import maintain
+
+            console.banner("maintain")
+            maintain(spark, cfg, new_result("maintain", cfg, {"keep_runs": args.keep_runs}), args.keep_runs,
+                     console.progress)
         elif command == "unlock":
             holder = clear_lock(spark, cfg.ledger_table, cfg.lock_timeout, force=args.force) \
                 if _exists(spark, cfg.ledger_table) else None

@@ -26,6 +26,7 @@ _TITLES = {
     "forward": "FORWARD MODE",
     "backfill": "BACKFILL MODE",
     "rollback": "ROLLBACK",
+    "maintain": "TABLE MAINTENANCE",
 }
 
 

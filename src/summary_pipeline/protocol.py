@@ -262,6 +262,10 @@ def settle_plan(rows: list[dict[str, Any]]) -> tuple[dict[str, int | None] | Non
     return dict(min(rows, key=_order)["snapshots_before"] or {}), strip
 
 
+#: Runs that change no row: a rollback never undoes them and never counts them as work it would lose.
+_NO_DATA = ("rollback", "maintain")
+
+
 def rollback_plan(rows: list[dict[str, Any]], run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ledger row of ``run_id`` and the succeeded runs after it that a rollback would undo too.
 
@@ -271,10 +275,10 @@ def rollback_plan(rows: list[dict[str, Any]], run_id: str) -> tuple[dict[str, An
     if target is None:
         raise SummaryPipelineError(f"no run {run_id} in the ledger; list the runs with "
                                    "`SELECT run_id, mode, status, started_at FROM <ledger table>`")
-    if target["mode"] == "rollback" or target["status"] != "succeeded":
+    if target["mode"] in _NO_DATA or target["status"] != "succeeded":
         raise SummaryPipelineError(f"run {run_id} is {target['status']} ({target['mode']}): there is nothing of it "
                                    "to roll back (failed and interrupted runs are undone automatically)")
-    later = [r for r in rows if r["status"] == "succeeded" and r["mode"] != "rollback"
+    later = [r for r in rows if r["status"] == "succeeded" and r["mode"] not in _NO_DATA
              and (r["started_at"], r["run_id"]) > (target["started_at"], target["run_id"])]
     return target, later
 
@@ -287,7 +291,7 @@ def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: s
              and r["mode"] != "rollback" and r["run_id"] != by]
     undone: Iterable[str] = [run_id, *(r["run_id"] for r in after)]
     done = restore(spark, target["snapshots_before"] or {}, undone)
-    rolled = [run_id, *(r["run_id"] for r in after if r["status"] == "succeeded")]
+    rolled = [run_id, *(r["run_id"] for r in after if r["status"] == "succeeded" and r["mode"] not in _NO_DATA)]
     mark(spark, cfg.ledger_table, rolled, "rolled_back", f"rolled back by run {by}")
     return done
 

@@ -62,6 +62,8 @@ class RunResult:
     finished_at: dt.datetime | None = None
     timings: dict[str, float] = field(default_factory=dict)
     ignored_config_keys: list[str] = field(default_factory=list)
+    #: Summary months this run wrote (None: the whole table was replaced); maintenance compacts them.
+    months_written: list[str] | None = field(default_factory=list)
     #: Warnings for the operator (a lock taken over, a dead run undone).
     warnings: list[str] = field(default_factory=list)
     message: str | None = None

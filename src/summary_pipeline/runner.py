@@ -239,6 +239,7 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
                 guard.commit(table, partial(merge, spark, rows, table, keys, months=months, month_column=partition))
         if name == "summary":
             result.summary_rows_written = written
+            result.months_written = None if replace else (months or [])
         else:
             result.latest_rows_written = written
         committed = replace or written > 0

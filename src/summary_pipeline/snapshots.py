@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -27,6 +28,7 @@ __all__ = [
     "is_commit_conflict",
     "restore",
     "run_ids_since",
+    "snapshot_time",
     "state",
     "swap_properties",
     "table_properties",
@@ -136,6 +138,16 @@ def _since(table: Any, before: int | None) -> list[tuple[int, str | None]]:
         parent = snapshot.parentId()
         snapshot = table.snapshot(parent) if parent is not None else None
     return found
+
+
+def snapshot_time(spark: SparkSession, name: str, snapshot_id: int) -> dt.datetime | None:
+    """When a snapshot was committed (naive UTC), or None when the table or the snapshot is gone."""
+    if not table_exists(spark, name):
+        return None
+    snapshot = _table(spark, name).snapshot(snapshot_id)
+    if snapshot is None:
+        return None
+    return dt.datetime.fromtimestamp(int(snapshot.timestampMillis()) / 1000, dt.timezone.utc).replace(tzinfo=None)
 
 
 def run_ids_since(spark: SparkSession, name: str, before: int | None) -> set[str | None]:
