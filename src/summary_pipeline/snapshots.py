@@ -27,7 +27,6 @@ __all__ = [
     "RestoreError",
     "is_commit_conflict",
     "restore",
-    "run_ids_since",
     "snapshot_time",
     "state",
     "swap_properties",
@@ -148,13 +147,6 @@ def snapshot_time(spark: SparkSession, name: str, snapshot_id: int) -> dt.dateti
     if snapshot is None:
         return None
     return dt.datetime.fromtimestamp(int(snapshot.timestampMillis()) / 1000, dt.timezone.utc).replace(tzinfo=None)
-
-
-def run_ids_since(spark: SparkSession, name: str, before: int | None) -> set[str | None]:
-    """The run ids of the snapshots committed on ``name`` after ``before`` (None for untagged snapshots)."""
-    if not table_exists(spark, name):
-        return set()
-    return {run for _, run in _since(_table(spark, name), before)}
 
 
 def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterable[str]) -> list[str]:
