@@ -116,12 +116,18 @@ def record(spark: SparkSession, table: str, result: RunResult, only_if_running: 
     merge(spark, rows, table, ["run_id"], matched_if="t.status = 'running'" if only_if_running else None)
 
 
-def mark(spark: SparkSession, table: str, run_ids: list[str], status: str, error: str | None = None) -> None:
-    """Set the status (and error text) of other runs' rows, e.g. a dead run this run undid."""
+def mark(spark: SparkSession, table: str, run_ids: list[str], status: str, error: str | None = None,
+         snapshots_after: dict[str, int | None] | None = None) -> None:
+    """Set the status (and error text, and snapshots after) of other runs' rows, e.g. a dead run this run
+    undid, or a dead rollback this run finished."""
     ids = ", ".join(f"'{r}'" for r in run_ids)
     note = "NULL" if error is None else "'" + error.replace("'", "''") + "'"
+    after = ""
+    if snapshots_after is not None:
+        pairs = ", ".join(f"'{t}', CAST({'NULL' if v is None else v} AS BIGINT)" for t, v in snapshots_after.items())
+        after = f", snapshots_after = map({pairs})"
     spark.sql(f"UPDATE {table} SET status = '{status}', error = coalesce({note}, error), "
-              f"finished_at = coalesce(finished_at, current_timestamp()) WHERE run_id IN ({ids})")
+              f"finished_at = coalesce(finished_at, current_timestamp()){after} WHERE run_id IN ({ids})")
 
 
 def ledger_rows(spark: SparkSession, table: str, status: str | None = None) -> list[dict[str, Any]]:

@@ -124,7 +124,8 @@ class RunGuard:
         for row in [r for r in dead if r["mode"] == "rollback"]:
             target = str(json.loads(row["arguments"] or "{}").get("run_id"))
             done = self.tagged(partial(_apply_rollback, self.spark, self.cfg, target, row["run_id"]))
-            self._mark(row["run_id"], "succeeded", f"interrupted; finished by run {self.result.run_id}")
+            after = {t: state(self.spark, t) for t in data_tables(self.cfg)}  # the state the next settle keeps
+            self._mark(row["run_id"], "succeeded", f"interrupted; finished by run {self.result.run_id}", after)
             self._warn(f"run {row['run_id']} (rollback of {target}) had stopped half-way; finished it: "
                        f"{'; '.join(done) or 'nothing left to do'}")
         done = self._settle()
@@ -143,8 +144,8 @@ class RunGuard:
             return []
         return self.tagged(partial(restore, self.spark, target, strip))
 
-    def _mark(self, run_id: str, status: str, error: str) -> None:
-        self.tagged(partial(mark, self.spark, self.cfg.ledger_table, [run_id], status, error))
+    def _mark(self, run_id: str, status: str, error: str, after: dict[str, int | None] | None = None) -> None:
+        self.tagged(partial(mark, self.spark, self.cfg.ledger_table, [run_id], status, error, after))
 
     # ----- inside: the run's commits ------------------------------------------------------------------------
 
