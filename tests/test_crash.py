@@ -135,14 +135,19 @@ def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession, f
     assert spark.table(cfg.quarantine).count() == len(STEPS)
 
 
-def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
-        spark: SparkSession, fault: Any) -> None:
+def _built_then_batch(spark: SparkSession) -> tuple[PipelineConfig, list[dict[str, Any]]]:
+    """Tables built from the initial versions, then batch 0 in the source (not applied); every version."""
     cfg = new_config(history_length=6)
     versions = _initial()
     load_source(spark, cfg, versions)
     run(spark, cfg, RunOptions(mode="initial"))
     load_source(spark, cfg, _batch(0))
-    versions += _batch(0)
+    return cfg, versions + _batch(0)
+
+
+def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
+        spark: SparkSession, fault: Any) -> None:
+    cfg, versions = _built_then_batch(spark)
     before = {t: state(spark, t) for t in protocol.data_tables(cfg)}
 
     fault("latest_summary", RuntimeError("disk full"))  # summary and latest_summary committed, then a failure
@@ -168,12 +173,7 @@ def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
 
 def test_a_run_that_lost_its_lock_stops_before_its_next_commit_and_is_undone(
         spark: SparkSession, fault: Any) -> None:
-    cfg = new_config(history_length=6)
-    versions = _initial()
-    load_source(spark, cfg, versions)
-    run(spark, cfg, RunOptions(mode="initial"))
-    load_source(spark, cfg, _batch(0))
-    versions += _batch(0)
+    cfg, versions = _built_then_batch(spark)
     before = state(spark, cfg.destination_table)
 
     def usurp() -> None:  # after this run's summary commit, another host judges it dead and takes the lock
