@@ -12,7 +12,7 @@ from summary_pipeline.ledger import ledger_rows
 from summary_pipeline.maintain import maintain, procedure_target
 from summary_pipeline.protocol import rollback
 from summary_pipeline.result import RunOptions
-from summary_pipeline.runner import new_result, run
+from summary_pipeline.runner import new_result, read_watermark, run
 from summary_pipeline.snapshots import RestoreError
 
 T0 = dt.datetime(2026, 4, 1, 8)
@@ -36,8 +36,10 @@ def test_maintenance_compacts_without_changing_rows_and_keeps_the_last_runs_undo
         ids.append(run(spark, cfg, RunOptions(mode="incremental")).run_id)
     files_before = spark.table(f"{cfg.destination_table}.files").count()
 
+    watermark = read_watermark(spark, cfg)
     result = maintain(spark, cfg, new_result("maintain", cfg, {"keep_runs": 1}), 1, print)
     assert result.status == "succeeded"
+    assert read_watermark(spark, cfg) == watermark == T0 + dt.timedelta(hours=2)
     assert_matches_oracle(spark, cfg, versions)
     assert spark.table(f"{cfg.destination_table}.files").count() <= files_before
     assert ledger_rows(spark, cfg.ledger_table)[-1]["mode"] == "maintain"

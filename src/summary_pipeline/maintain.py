@@ -27,6 +27,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.ledger import ledger_rows
 from summary_pipeline.protocol import RunGuard, data_tables
 from summary_pipeline.result import RunResult
+from summary_pipeline.runner import read_watermark
 from summary_pipeline.snapshots import NO_SNAPSHOT, snapshot_time, state
 
 __all__ = ["maintain", "procedure_target"]
@@ -71,6 +72,8 @@ def maintain(spark: SparkSession, cfg: PipelineConfig, result: RunResult, keep_r
     """Compact, clean up and expire (see the module docstring)."""
     with RunGuard(spark, cfg, result, say) as guard:
         rows = ledger_rows(spark, cfg.ledger_table)
+        # The watermark lives in the latest succeeded row: this one carries it on unchanged.
+        result.watermark_read = result.watermark_committed = read_watermark(spark, cfg)
         guard.start()
         months = _months_since_last_maintenance(rows)
         compact = {"options": "map('min-input-files', '2')"}
