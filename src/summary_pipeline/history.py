@@ -1,9 +1,11 @@
 """History arrays, grids, row ``base_ts`` and latest_summary (SPEC 5). Pure Column/DataFrame code.
 
-Every summary row of an account looks back over the same window: months ``m-H+1 .. m``. One window
-(partitioned by account, ordered by month index, a range frame of H months) gives both the active facts that
-fill the history arrays and the greatest ``fact_base_ts`` that becomes the row's ``base_ts``. The collected facts
-become a map from month index to rolling values, and each array position k reads month ``m - k`` from it.
+Every summary row of an account looks back over the same window: months ``m-H+1 .. m``. Once an account's
+facts are dense (a filler row for each month missing between two facts), the row k rows back is exactly k
+months back, so position k of every history array, and the k-th candidate for the row's ``base_ts``, is one
+``lag`` over a window partitioned by account and ordered by month. Everything else is plain expressions, which
+Spark compiles (higher-order functions such as ``transform`` run interpreted, element by element, and were the
+build's main cost).
 
 A fact row may also carry a *base*: the arrays of the account's latest_summary row. Months the window has no
 fact for are then read from the base, so a forward month needs only the account's latest row, never the
@@ -49,13 +51,16 @@ def base_history(name: str) -> str:
     return f"_sp_base_{name}"
 
 
-def grid(history: Column, spec: GridColumn) -> Column:
-    """A grid string: each element as a string, NULL shown as the placeholder, joined by the separator.
+def grid(history: Column, spec: GridColumn, h: int) -> Column:
+    """A grid string from an H-element history array: each element as a string, NULL shown as the placeholder,
+    joined by the separator. For example ``['0', NULL, '1']`` with placeholder ``?`` and separator ``''`` gives
+    ``'0?1'``.
 
-    For example ``['0', NULL, '1']`` with placeholder ``?`` and separator ``''`` gives ``'0?1'``.
+    Written as H plain expressions rather than a ``transform`` lambda: Spark compiles these to Java, while
+    higher-order functions run interpreted, element by element (the difference is several times the build).
     """
     placeholder = F.lit(spec.placeholder)
-    return F.concat_ws(spec.separator, F.transform(history, lambda x: F.coalesce(x.cast("string"), placeholder)))
+    return F.concat_ws(spec.separator, *(F.coalesce(history[k].cast("string"), placeholder) for k in range(h)))
 
 
 def _anchored(array: Column, anchor: Column, month: Column, h: int) -> Column:
@@ -64,11 +69,37 @@ def _anchored(array: Column, anchor: Column, month: Column, h: int) -> Column:
     return F.when((j >= 0) & (j < h), F.element_at(array, j + 1))
 
 
+def _dense(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
+    """``facts`` plus a filler row (``_sp_slot`` NULL, not emitted) for every month missing between two facts
+    of an account, so that the k-th row before a row is exactly k months earlier.
+
+    Each fact row is exploded into itself and the fillers up to its account's next fact: a narrow step that
+    keeps the rows where the shuffle by account put them. A gap longer than H-1 months gets only H-1 fillers:
+    the next fact's H-1 lags then all land on fillers, which is right, as its window lies inside the gap.
+    """
+    by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
+    gap = F.least(F.coalesce(F.lead(MONTH_INDEX).over(by_month) - F.col(MONTH_INDEX) - 1, F.lit(0)),
+                  F.lit(cfg.history_length - 1))
+    slot = F.struct(*(F.when(F.col(ACTIVE), F.col(rolling_field(i))).alias(rolling_field(i))
+                      for i in range(len(cfg.rolling_columns))), F.col(FACT_TS).alias(FACT_TS))
+    step = F.explode(F.sequence(F.lit(0), F.col("_sp_gap"))).alias("_sp_step")
+    filled = facts.withColumn("_sp_gap", gap).select("*", slot.alias("_sp_slot"), step).drop("_sp_gap")
+    real = F.col("_sp_step") == 0
+    return filled.withColumns({
+        MONTH_INDEX: F.col(MONTH_INDEX) + F.col("_sp_step"),
+        EMIT: real & F.col(EMIT),
+        "_sp_slot": F.when(real, F.col("_sp_slot")),
+    }).drop("_sp_step")
+
+
 def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Summary rows (SPEC 5) for the fact rows flagged ``_sp_emit`` (every row when there is no such column).
 
     ``facts`` must hold, per account, every fact in the H-1 months before each row to build, or a base for
     the months it lacks. Rows to emit must be active facts or tombstones.
+
+    With the months made dense (:func:`_dense`), position k of a row's history is the row k rows earlier: H-1
+    ``lag`` columns, which Spark computes in one sorted pass per account, with no per-row collection.
     """
     h = cfg.history_length
     if EMIT not in facts.columns:
@@ -79,36 +110,30 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     for r in cfg.rolling_columns:
         if base_history(r.history_column) not in facts.columns:
             facts = facts.withColumn(base_history(r.history_column), F.lit(None).cast(f"array<{r.spark_type}>"))
-    window = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX).rangeBetween(-(h - 1), 0)
-    n = len(cfg.rolling_columns)
-    entry = F.struct(F.col(MONTH_INDEX).alias("k"), F.struct(*(F.col(rolling_field(i)) for i in range(n))).alias("v"))
-    by_month = F.map_from_entries(F.collect_list(F.when(F.col(ACTIVE), entry)).over(window))
+    by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
+    back = [F.col("_sp_slot")] + [F.lag("_sp_slot", k).over(by_month) for k in range(1, h)]
+    lagged = _dense(facts, cfg).select("*", *(col.alias(f"_sp_back{k}") for k, col in enumerate(back)))
     m = F.col(MONTH_INDEX)
-    with_window = facts.select(
-        "*",
-        F.transform(F.sequence(F.lit(0), F.lit(h - 1)), lambda k: F.element_at(by_month, m - k)).alias("_sp_pos"),
-        F.max(FACT_TS).over(window).alias("_sp_window_ts"),
-    ).where(F.col(EMIT))
 
     def history(i: int) -> Column:
         base = F.col(base_history(cfg.rolling_columns[i].history_column))
-        return F.transform(F.col("_sp_pos"), lambda s, k: F.when(
-            s.isNull(), _anchored(base, F.col(BASE_MONTH), m - k, h)).otherwise(s[rolling_field(i)]))
+        return F.array(*(F.coalesce(F.col(f"_sp_back{k}")[rolling_field(i)],
+                                    _anchored(base, F.col(BASE_MONTH), m - k, h)) for k in range(h)))
 
     histories = {r.history_column: history(i).cast(f"array<{r.spark_type}>") for i, r in enumerate(cfg.rolling_columns)}
-    grids = {g.name: grid(histories[f"{g.mapper_rolling_column}_history"], g) for g in cfg.grid_columns}
     # The base's fact timestamps still inside this row's window: indexes up to H-1-(m - last month).
-    base_ts = F.array_max(F.transform(F.col(BASE_TS), lambda x, j: F.when(
-        j <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), x)))
-    row_ts = F.greatest(F.col("_sp_window_ts"), base_ts)
+    base_ts = [F.when(F.lit(j) <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), F.col(BASE_TS)[j]) for j in range(h)]
+    row_ts = F.greatest(*base_ts, *(F.col(f"_sp_back{k}")[FACT_TS] for k in range(h)))
     values = [row_ts.alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
-    return with_window.select(
+    built = lagged.where(F.col(EMIT)).select(
         *values,
         *(col.alias(name) for name, col in histories.items()),
-        *(col.alias(name) for name, col in grids.items()),
         F.col(FACT_TS),
         F.col(VERSION),
     )
+    grids = {g.name: grid(F.col(f"{g.mapper_rolling_column}_history"), g, h) for g in cfg.grid_columns}
+    return built.select(*cfg.value_columns, *histories, *(col.alias(name) for name, col in grids.items()),
+                        FACT_TS, VERSION)
 
 
 def latest_rows(candidates: DataFrame, touched: DataFrame, old: DataFrame | None, cfg: PipelineConfig) -> DataFrame:
