@@ -46,6 +46,19 @@ def test_spark_config_maps_onto_spark_settings_and_spark_block_wins() -> None:
     assert settings["spark.sql.adaptive.enabled"] == "false"
 
 
+def test_layout_sets_table_properties_and_storage_partitioned_joins() -> None:
+    plain = load_config(REFERENCE_CONFIG)
+    assert plain.layout.properties()["write.merge.mode"] == "copy-on-write"
+    assert "spark.sql.sources.v2.bucketing.enabled" not in plain.spark_settings()
+    raw = reference_raw()
+    raw["layout"] = {"summary_buckets": 64, "write_mode": "merge-on-read", "target_file_size_mb": 256}
+    cfg = parse_config(raw)
+    assert cfg.layout.properties() == {"write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read",
+                                       "write.delete.mode": "merge-on-read",
+                                       "write.target-file-size-bytes": str(256 * 1024 * 1024)}
+    assert cfg.spark_settings()["spark.sql.sources.v2.bucketing.shuffle.enabled"] == "true"
+
+
 def test_every_problem_is_listed_in_one_message() -> None:
     raw = reference_raw()
     raw["histroy_length"] = 12
@@ -87,6 +100,8 @@ def test_every_problem_is_listed_in_one_message() -> None:
         (lambda r: r.update(watermark_lookback="soon"), "watermark_lookback: 'soon' is not a duration"),
         (lambda r: r["grid_columns"][0].update(seperator="|"), "give 'separator' or the seed's 'seperator'"),
         (lambda r: r.update(tie_breaker_columns="insert_ts"), "tie_breaker_columns: Input should be a valid"),
+        (lambda r: r.update(layout={"write_mode": "fast"}), "layout.write_mode: Input should be 'copy-on-write' or"),
+        (lambda r: r.update(layout={"summary_bucket": 8}), "layout.summary_bucket: unknown key; did you mean"),
     ],
 )
 def test_single_problems(change: Any, expected: str) -> None:

@@ -173,3 +173,28 @@ def test_writes_exactly_the_rows_that_change(scenario: Any) -> None:
 
     assert result.summary_rows_written == changed(before[0], after[0], cfg.summary_columns)
     assert result.latest_rows_written == changed(before[1], after[1], cfg.latest_columns)
+
+
+def test_bucketed_merge_on_read_layout_gives_the_same_tables(spark: SparkSession) -> None:
+    """The layout knobs change where rows live and how MERGE writes, never what the tables hold."""
+    layout = {"summary_buckets": 4, "latest_buckets": 4, "write_mode": "merge-on-read"}
+    cfg = new_config(layout=layout)
+    previous = {k: spark.conf.get(k, None) for k in cfg.layout.settings()}
+    for key, value in cfg.layout.settings().items():  # the storage-partitioned join settings a run would use
+        spark.conf.set(key, value)
+    try:
+        load_source(spark, cfg, _state())
+        run(spark, cfg, RunOptions(mode="initial"))
+        load_source(spark, cfg, _batch())
+        run(spark, cfg, RunOptions(mode="incremental"))
+    finally:
+        for key, value in previous.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+    assert_matches_oracle(spark, cfg, _state() + _batch())
+    spec = {t: spark.sql(f"DESCRIBE TABLE EXTENDED {t}").collect()
+            for t in (cfg.destination_table, cfg.latest_history_table)}
+    partitioning = {t: [r[1] for r in rows if r[0].startswith("Part ")] for t, rows in spec.items()}
+    assert partitioning[cfg.destination_table] == ["rpt_as_of_mo", "bucket(4, cons_acct_key)"]
+    assert partitioning[cfg.latest_history_table] == ["bucket(4, cons_acct_key)"]
+    properties = spark.sql(f"SHOW TBLPROPERTIES {cfg.destination_table}").collect()
+    assert {r[0]: r[1] for r in properties}["write.merge.mode"] == "merge-on-read"

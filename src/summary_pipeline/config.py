@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,6 +25,7 @@ __all__ = [
     "IGNORED_SEED_KEYS",
     "ColumnExpr",
     "GridColumn",
+    "Layout",
     "PipelineConfig",
     "RollingColumn",
     "SoftDelete",
@@ -184,6 +185,43 @@ class SparkFlags(_Model):
         return out
 
 
+class Layout(_Model):
+    """How the pipeline lays out the tables it creates (docs/PERFORMANCE.md measures each choice).
+
+    Applied when a table is created or replaced (``initial``, ``initial --replace``); an existing table keeps
+    its layout until then.
+    """
+
+    #: summary is partitioned by month and, when > 0, also by ``bucket(summary_buckets, account)``.
+    summary_buckets: int = Field(default=0, ge=0, le=65536)
+    #: latest_summary is partitioned by ``bucket(latest_buckets, account)`` when > 0.
+    latest_buckets: int = Field(default=0, ge=0, le=65536)
+    #: How MERGE, UPDATE and DELETE change summary and latest_summary: rewrite the data files they touch
+    #: (``copy-on-write``) or write delete files that readers apply until compaction (``merge-on-read``).
+    write_mode: Literal["copy-on-write", "merge-on-read"] = "copy-on-write"
+    #: Iceberg's ``write.target-file-size-bytes``, in MiB (Iceberg's default, 512, when not given).
+    target_file_size_mb: int | None = Field(default=None, ge=1)
+
+    def properties(self) -> dict[str, str]:
+        """Iceberg table properties for summary and latest_summary."""
+        out: dict[str, str] = {f"write.{op}.mode": self.write_mode for op in ("merge", "update", "delete")}
+        if self.target_file_size_mb is not None:
+            out["write.target-file-size-bytes"] = str(self.target_file_size_mb * 1024 * 1024)
+        return out
+
+    def settings(self) -> dict[str, str]:
+        """Spark settings for bucketed tables: storage-partitioned joins, so a MERGE into a bucketed table
+        shuffles only the run's rows onto the table's buckets, never the table."""
+        if not (self.summary_buckets or self.latest_buckets):
+            return {}
+        return {
+            "spark.sql.sources.v2.bucketing.enabled": "true",
+            "spark.sql.sources.v2.bucketing.shuffle.enabled": "true",
+            "spark.sql.sources.v2.bucketing.pushPartValues.enabled": "true",
+            "spark.sql.iceberg.planning.preserve-data-grouping": "true",
+        }
+
+
 class PipelineConfig(_Model):
     """Everything a run needs to know, validated once; see docs/config.md for each key."""
 
@@ -214,6 +252,7 @@ class PipelineConfig(_Model):
     max_rejected_rows: int | None = Field(default=None, ge=0)
     max_rejected_fraction: float | None = Field(default=None, ge=0, le=1)
     lock_timeout: int = Field(default=600, ge=10)
+    layout: Layout = Layout()
     # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
     primary_date_column: str | None = None
     coalesce_exclusion_cols: Any = None
@@ -314,8 +353,9 @@ class PipelineConfig(_Model):
         return found
 
     def spark_settings(self) -> dict[str, str]:
-        """Spark settings from ``spark_config`` switches, overridden by the explicit ``spark`` block."""
-        out = self.spark_config.settings()
+        """Spark settings from the layout and the ``spark_config`` switches, overridden by the explicit
+        ``spark`` block."""
+        out = {**self.layout.settings(), **self.spark_config.settings()}
         out.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in self.spark.items()})
         return out
 
@@ -346,6 +386,7 @@ def _model_fields(loc: tuple[int | str, ...]) -> list[str]:
         "inferred_columns": ColumnExpr,
         "soft_delete": SoftDelete,
         "spark_config": SparkFlags,
+        "layout": Layout,
     }
     for part in loc[:-1]:
         if isinstance(part, str) and part in nested:

@@ -138,7 +138,11 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
             materialize: Callable[[DataFrame], DataFrame] = lambda df: df) -> Computed:
     """Everything to write, from the facts :func:`decide` returned (see the module docstring).
 
-    ``materialize`` is applied to the rebuilt rows, which every output reuses (the runner computes them once).
+    The summary rows are exactly the rows a changed fact reaches, so the state's rows are never compared
+    with the rebuilt ones, and the window of summary the run reads needs no history arrays.
+
+    ``materialize`` is applied to the rebuilt rows, which every output reuses, and to the summary and
+    latest_summary rows to write, which the runner reads several times (emptiness, months, the MERGE itself).
     """
     h = cfg.history_length
     with_rows = (facts.where(F.col(KIND) != KIND_IGNORED_DELETE)
@@ -154,18 +158,19 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
         )
         forward = with_rows.where(F.col(CLASS) == FORWARD).drop(CLASS).join(base, cfg.key)
         window_facts = window_facts.unionByName(forward, allowMissingColumns=True)
-    existing = None
     if state.window is not None:
-        touched = facts.groupBy(cfg.key).agg(F.collect_list(MONTH_INDEX).alias(TOUCHED))
+        # Only a fact this batch changed can change a row: its own, and the H-1 months after it. (A batch
+        # version that lost, or re-read a version already applied, changes nothing; nor does an ignored delete.)
+        changed = (facts.where(F.col(FROM_BATCH) & (F.col(KIND) != KIND_IGNORED_DELETE))
+                   .groupBy(cfg.key).agg(F.collect_list(MONTH_INDEX).alias(TOUCHED)))
         existing = state.window.withColumn(MONTH_INDEX, month_index(F.col(cfg.month)))
-        old_facts = (facts_from_rows(existing.join(facts, [cfg.key, MONTH_INDEX], "left_anti"), cfg)
-                     .join(touched, cfg.key)
-                     .withColumn(EMIT, in_touched_window(F.col(TOUCHED), F.col(MONTH_INDEX), h, before=False))
-                     .drop(TOUCHED))
-        mixed = with_rows.where(F.col(CLASS) == MIXED).drop(CLASS)
-        window_facts = window_facts.unionByName(old_facts.unionByName(mixed), allowMissingColumns=True)
-    built = materialize(summary_rows(window_facts, cfg))
-    summary = built if existing is None else _changed(built, existing.drop(MONTH_INDEX), [cfg.key, cfg.month])
+        old_facts = facts_from_rows(existing.join(facts, [cfg.key, MONTH_INDEX], "left_anti"), cfg)
+        mixed = with_rows.where(F.col(CLASS) == MIXED).drop(CLASS, EMIT)
+        context = (old_facts.unionByName(mixed).join(changed, cfg.key)
+                   .withColumn(EMIT, in_touched_window(F.col(TOUCHED), F.col(MONTH_INDEX), h, before=False))
+                   .drop(TOUCHED))
+        window_facts = window_facts.unionByName(context, allowMissingColumns=True)
+    summary = built = materialize(summary_rows(window_facts, cfg))
 
     has_row = F.col(KIND) != KIND_IGNORED_DELETE
     touched_facts = facts.select(cfg.key, MONTH_INDEX, F.when(has_row, F.col(FACT_TS)).alias(FACT_TS),
@@ -180,6 +185,7 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
     latest = latest_rows(candidates, touched_facts, old_latest, cfg)
     if old_latest is not None:
         latest = _changed(latest, old_latest, [cfg.key])
+    latest = materialize(latest)
 
     new_deletes = facts.where(F.col(DELETE).isNotNull()).select(F.col(DELETE + ".*"))
     if state.deletes is not None:

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from summary_pipeline.result import RunResult
 from summary_pipeline.tables import ensure_namespace, merge, table_exists
 
-__all__ = ["COLUMNS", "committed_watermark", "ensure_ledger", "ledger_rows", "mark", "record", "running_runs"]
+__all__ = ["COLUMNS", "committed_watermark", "ensure_ledger", "ledger_rows", "mark", "record"]
 
 #: The ledger's columns and their Spark types.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -141,14 +141,9 @@ def ledger_rows(spark: SparkSession, table: str, status: str | None = None) -> l
     return [r.asDict() for r in df.orderBy("started_at", "run_id").collect()]
 
 
-def running_runs(spark: SparkSession, table: str, other_than: str) -> list[dict[str, Any]]:
-    """Rows still marked running, other than ``other_than``'s: runs that died with their work in the tables."""
-    return [r for r in ledger_rows(spark, table, "running") if r["run_id"] != other_than]
-
-
-def committed_watermark(spark: SparkSession, table: str) -> tuple[bool, dt.datetime | None]:
-    """(whether any run succeeded, the watermark the latest succeeded run committed)."""
-    rows = ledger_rows(spark, table, "succeeded")
+def committed_watermark(rows: list[dict[str, Any]]) -> tuple[bool, dt.datetime | None]:
+    """(whether any run succeeded, the watermark the latest succeeded run committed), from ledger rows."""
+    rows = [r for r in rows if r["status"] == "succeeded"]
     if not rows:
         return False, None
     last = max(rows, key=lambda r: (r["finished_at"] or dt.datetime.min, r["started_at"] or dt.datetime.min))

@@ -33,7 +33,7 @@ from pyspark.sql import SparkSession
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError, describe
-from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record, running_runs
+from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record
 from summary_pipeline.lock import LockLostError, RunLock
 from summary_pipeline.result import RunResult
 from summary_pipeline.snapshots import RUN_ID_PROPERTY, RestoreError, is_commit_conflict, restore, state, tagged
@@ -87,6 +87,8 @@ class RunGuard:
         self.lock = RunLock(spark, cfg.ledger_table, result.run_id, result.mode, cfg.lock_timeout)
         self.expected: dict[str, int | None] = {}
         self.started = False
+        #: The ledger as recovery left it (read once per run; the runner takes the watermark from it).
+        self.ledger: list[dict[str, Any]] = []
 
     # ----- entering: lock and recovery ----------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class RunGuard:
             for table in (*data_tables(self.cfg), self.cfg.quarantine):
                 if state(self.spark, table) is not None:  # drop any cached metadata: read what others committed
                     self.spark.catalog.refreshTable(table)
-            self._recover()
+            self.ledger = self._recover(ledger_rows(self.spark, self.cfg.ledger_table))
             self.expected = {t: state(self.spark, t) for t in data_tables(self.cfg)}
             self.result.snapshots_before = dict(self.expected)
             step("locked")
@@ -118,9 +120,13 @@ class RunGuard:
         log.warning(text)
         self.say(f"Warning: {text}")
 
-    def _recover(self) -> None:
-        """Finish any rollback that died, then settle the tables, then mark the runs that died failed."""
-        dead = running_runs(self.spark, self.cfg.ledger_table, self.result.run_id)
+    def _recover(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Finish any rollback that died, then settle the tables, then mark the runs that died failed.
+
+        ``rows`` is the ledger as read after taking the lock; returns it as recovery leaves it (succeeded runs
+        and their watermarks are exact; the dead runs marked failed here may still say running).
+        """
+        dead = [r for r in rows if r["status"] == "running" and r["run_id"] != self.result.run_id]
         for row in [r for r in dead if r["mode"] == "rollback"]:
             target = str(json.loads(row["arguments"] or "{}").get("run_id"))
             done = self.tagged(partial(_apply_rollback, self.spark, self.cfg, target, row["run_id"]))
@@ -128,18 +134,23 @@ class RunGuard:
             self._mark(row["run_id"], "succeeded", f"interrupted; finished by run {self.result.run_id}", after)
             self._warn(f"run {row['run_id']} (rollback of {target}) had stopped half-way; finished it: "
                        f"{'; '.join(done) or 'nothing left to do'}")
-        done = self._settle()
+        if any(r["mode"] == "rollback" for r in dead):
+            rows = ledger_rows(self.spark, self.cfg.ledger_table)  # the finished rollbacks now count
+        done = self._settle(rows)
         for row in [r for r in dead if r["mode"] != "rollback"]:
             self._mark(row["run_id"], "failed", f"interrupted; its writes were undone by run {self.result.run_id}")
             started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S") if row["started_at"] else "?"
             self._warn(f"run {row['run_id']} ({row['mode']}, started {started}) had stopped half-way")
         if done:
             self._warn(f"undid commits of runs that did not succeed: {'; '.join(done)}")
+        return rows
 
-    def _settle(self) -> list[str]:
+    def _settle(self, rows: list[dict[str, Any]] | None = None) -> list[str]:
         """Put the data tables back to the latest succeeded run's snapshots, undoing only commits of runs that
-        did not succeed (this one, dead ones, and one that kept writing after it lost its lock)."""
-        target, strip = settle_plan(ledger_rows(self.spark, self.cfg.ledger_table))
+        did not succeed (this one, dead ones, and one that kept writing after it lost its lock).
+
+        ``rows`` is the current ledger, read afresh when not given."""
+        target, strip = settle_plan(rows if rows is not None else ledger_rows(self.spark, self.cfg.ledger_table))
         if target is None:
             return []
         return self.tagged(partial(restore, self.spark, target, strip))
@@ -307,7 +318,7 @@ def rollback(spark: SparkSession, cfg: PipelineConfig, result: RunResult, run_id
             names = ", ".join(f"{r['run_id']} ({r['mode']}, {r['started_at']:%Y-%m-%d %H:%M})" for r in later)
             raise RollbackRefusedError(f"rolling back {run_id} also undoes {len(later)} later run(s): {names}. "
                                        "Roll back the latest first, or pass --force to undo them all.")
-        result.watermark_read = committed_watermark(spark, cfg.ledger_table)[1]
+        result.watermark_read = committed_watermark(ledger_rows(spark, cfg.ledger_table))[1]
         result.watermark_committed = target["watermark_read"]
         guard.start()
         done = guard.tagged(lambda: _apply_rollback(spark, cfg, run_id, result.run_id))

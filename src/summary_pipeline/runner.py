@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -41,9 +42,17 @@ from summary_pipeline.engine import (
     window_rows,
 )
 from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
-from summary_pipeline.facts import FROM_BATCH, KIND, KIND_ACTIVE, KIND_IGNORED_DELETE, KIND_TOMBSTONE
+from summary_pipeline.facts import (
+    FACT_TS,
+    FROM_BATCH,
+    KIND,
+    KIND_ACTIVE,
+    KIND_IGNORED_DELETE,
+    KIND_TOMBSTONE,
+    VERSION,
+)
 from summary_pipeline.history import LAST_MONTH
-from summary_pipeline.ledger import committed_watermark
+from summary_pipeline.ledger import committed_watermark, ledger_rows
 from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.prepare import MONTH_INDEX, RAW, REJECT, prepare
@@ -72,10 +81,13 @@ def _timed(result: RunResult, phase: str) -> Iterator[None]:
         result.timings[phase] = round(time.monotonic() - start, 3)
 
 
-def read_watermark(spark: SparkSession, cfg: PipelineConfig) -> dt.datetime | None:
+def read_watermark(spark: SparkSession, cfg: PipelineConfig,
+                   ledger: list[dict[str, Any]] | None = None) -> dt.datetime | None:
     """The watermark the ledger's latest succeeded run committed; failing that (no ledger: tables built by
-    another tool, or a ranged initial), the greatest ``base_ts`` in summary; None when summary is empty."""
-    watermark = committed_watermark(spark, cfg.ledger_table)[1]
+    another tool, or a ranged initial), the greatest ``base_ts`` in summary; None when summary is empty.
+
+    ``ledger`` is the ledger's rows when the caller has read them already (a run reads them once)."""
+    watermark = committed_watermark(ledger if ledger is not None else ledger_rows(spark, cfg.ledger_table))[1]
     if watermark is not None:
         return watermark
     if is_empty(spark, cfg.destination_table):
@@ -102,7 +114,7 @@ def _quarantine(spark: SparkSession, cfg: PipelineConfig, prepared: DataFrame, r
                                             F.current_timestamp().alias("quarantined_at"))
     ensure_namespace(spark, cfg.quarantine)
     if table_exists(spark, cfg.quarantine):
-        merge(spark, rows, cfg.quarantine, keys, update=False)
+        merge(spark, rows, cfg.quarantine, keys, update=False, null_safe=True)
     else:
         replace_table(rows, cfg.quarantine)
 
@@ -189,14 +201,16 @@ def _state(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, batch:
 def summary_window(spark: SparkSession, cfg: PipelineConfig, batch: DataFrame, classes: DataFrame
                    ) -> DataFrame | None:
     """The summary rows the mixed accounts need, read from only the month partitions within H-1 months of
-    their batch months; None (no summary read at all) when no account of the batch is mixed."""
+    their batch months, and without their history arrays and grids (the engine rebuilds those from the rows'
+    own values); None (no summary read at all) when no account of the batch is mixed."""
     mixed = (batch.select(cfg.key, MONTH_INDEX).distinct()
              .join(classes.where(F.col(CLASS) == MIXED), cfg.key, "left_semi")
              .select(MONTH_INDEX).distinct().collect())
     if not mixed:
         return None
     months = window_months([int(r[0]) for r in mixed], cfg.history_length)
-    pruned = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
+    pruned = (spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
+              .select(*cfg.value_columns, FACT_TS, VERSION))
     return window_rows(pruned, batch, classes, cfg)
 
 
@@ -220,11 +234,12 @@ def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
 def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, result: RunResult,
            guard: RunGuard, progress: Progress) -> None:
     """One commit per table: replace for a full rebuild (or a missing table), MERGE otherwise."""
+    layout = cfg.layout
     targets = (
-        ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month),
-        ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None),
+        ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month, layout.summary_buckets),
+        ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None, layout.latest_buckets),
     )
-    for name, table, rows, keys, partition in targets:
+    for name, table, rows, keys, partition, buckets in targets:
         ensure_namespace(spark, table)
         # Rows inserted or updated (not Iceberg's added-records, which counts every row of rewritten files).
         written = rows.count()
@@ -234,7 +249,8 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
             months = sorted(r[0] for r in rows.select(partition).distinct().collect())
         with _timed(result, f"write_{name}"):
             if replace:
-                guard.commit(table, partial(replace_table, rows, table, partition_by=partition))
+                guard.commit(table, partial(replace_table, rows, table, partition_by=partition, buckets=buckets,
+                                            bucket_by=cfg.key, properties=layout.properties()))
             elif written:
                 guard.commit(table, partial(merge, spark, rows, table, keys, months=months, month_column=partition))
         if name == "summary":
@@ -320,7 +336,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
         result.status = "planned"
     else:
         with RunGuard(spark, cfg, result, say) as guard:
-            watermark = read_watermark(spark, cfg)
+            watermark = read_watermark(spark, cfg, guard.ledger)
             _refuse(spark, cfg, options, watermark)
             result.watermark_read = result.watermark_committed = watermark
             guard.start()
@@ -370,9 +386,6 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         state = _with_fallback(spark, cfg, facts, classes, state)
         with _timed(result, "rebuild"):
             computed = rebuild(facts, classes, state, cfg, materialize=_materialize)
-            # Each output is used several times (emptiness, months, the MERGE itself): compute each once.
-            computed = dataclasses.replace(computed, summary=_materialize(computed.summary),
-                                           latest=_materialize(computed.latest))
         if guard is None:
             result.summary_rows_written = computed.summary.count()
             result.latest_rows_written = computed.latest.count()

@@ -18,21 +18,19 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.facts import FACT_TS, FROM_BATCH, VERSION, extra_rolling, version_columns
+from summary_pipeline.facts import FACT_TS, FROM_BATCH, VERSION, version_columns
 from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rank_fields, rolling_field
 
 __all__ = ["facts_from_rows", "versions_from_deletes", "versions_from_rows"]
 
 
-def _rolling_from_row(cfg: PipelineConfig, i: int, *, shown: bool) -> Column:
-    """Rolling value i of a summary row: its column when it has one, else the shown version's copy (shown)
-    or the history's index 0 (the fact itself)."""
+def _rolling_from_row(cfg: PipelineConfig, i: int) -> Column:
+    """Rolling value i of the version a summary row shows: its column when it has one, else the copy kept in
+    ``_sp_version``. Never the history arrays, so reading state does not decode them."""
     r = cfg.rolling_columns[i]
     if r.name in cfg.value_columns:
         return F.col(r.name)
-    if shown:
-        return F.col(VERSION)[rolling_field(i)]
-    return F.element_at(F.col(r.history_column), 1)
+    return F.col(VERSION)[rolling_field(i)]
 
 
 def versions_from_rows(rows: DataFrame, cfg: PipelineConfig) -> DataFrame:
@@ -42,11 +40,10 @@ def versions_from_rows(rows: DataFrame, cfg: PipelineConfig) -> DataFrame:
         (v["_sp_ts"] if c == cfg.ts else v["_sp_soft"] if c == cfg.soft_delete.column else F.col(c)).alias(c)
         for c in cfg.value_columns
     ]
-    extra = set(extra_rolling(cfg))
     return rows.select(
         *(v[f].alias(f) for f in rank_fields(cfg)),
         *values,
-        *(_rolling_from_row(cfg, i, shown=i in extra).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
+        *(_rolling_from_row(cfg, i).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
         F.lit(True).alias(ACTIVE),
         month_index(F.col(cfg.month)).alias(MONTH_INDEX),
         F.lit(False).alias(FROM_BATCH),
@@ -62,14 +59,13 @@ def versions_from_deletes(deletes: DataFrame, cfg: PipelineConfig) -> DataFrame:
 def facts_from_rows(rows: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Summary rows as fact rows: they feed the windows of the rows a run rebuilds, and rebuild themselves.
 
-    A row's own facts are its values, its history's index 0 (NULL for a tombstone: deleted months never show)
+    A row's own facts are its values, its rolling values (NULL for a tombstone: deleted months never show)
     and its ``fact_base_ts``.
     """
     active = is_active(cfg)
     return rows.select(
         *cfg.value_columns,
-        *(F.when(active, F.element_at(F.col(r.history_column), 1)).alias(rolling_field(i))
-          for i, r in enumerate(cfg.rolling_columns)),
+        *(F.when(active, _rolling_from_row(cfg, i)).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
         F.col(FACT_TS),
         month_index(F.col(cfg.month)).alias(MONTH_INDEX),
         active.alias(ACTIVE),

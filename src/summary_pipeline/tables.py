@@ -6,6 +6,8 @@ snapshot carries the run id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -48,13 +50,21 @@ def ensure_namespace(spark: SparkSession, name: str) -> None:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {'.'.join(parts[:-1])}")
 
 
-def replace_table(df: DataFrame, name: str, partition_by: str | None = None) -> None:
-    """Create or atomically replace ``name`` with ``df`` in one commit (readers see old or new, never half)."""
+def replace_table(df: DataFrame, name: str, partition_by: str | None = None, *, buckets: int = 0,
+                  bucket_by: str | None = None, properties: Mapping[str, str] | None = None) -> None:
+    """Create or atomically replace ``name`` with ``df`` in one commit (readers see old or new, never half).
+
+    The table is partitioned by the identity of ``partition_by`` and then, when ``buckets`` > 0, by
+    ``bucket(buckets, bucket_by)``; ``properties`` are added to the pipeline's defaults.
+    """
     writer = df.writeTo(name).using("iceberg")
-    for key, value in _PROPERTIES.items():
+    for key, value in {**_PROPERTIES, **(properties or {})}.items():
         writer = writer.tableProperty(key, value)
-    if partition_by:
-        writer = writer.partitionedBy(F.col(partition_by))
+    spec = [F.col(partition_by)] if partition_by else []
+    if buckets and bucket_by:
+        spec.append(F.bucket(buckets, F.col(bucket_by)))
+    if spec:
+        writer = writer.partitionedBy(*spec)
     writer.createOrReplace()
 
 
@@ -68,7 +78,7 @@ def snapshot_ids(spark: SparkSession, name: str) -> list[int]:
 
 def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str], *,
               months: tuple[str, list[str]] | None = None, remove_flag: str | None = None,
-              update: bool = True, matched_if: str | None = None) -> str:
+              update: bool = True, matched_if: str | None = None, null_safe: bool = False) -> str:
     """The MERGE statement that upserts ``source_view`` into ``target`` by ``keys``.
 
     ``months`` = (month column, months) adds ``t.<month> IN (...)`` so Iceberg prunes the target's partitions;
@@ -76,13 +86,18 @@ def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str]
     ``update=False`` only inserts rows that have no match (an append that never duplicates);
     ``matched_if`` updates a match only when that condition holds.
 
+    Keys are compared with ``=`` (the pipeline's own keys are never NULL), which lets Spark use the target's
+    buckets (a storage-partitioned join) instead of shuffling the table; ``null_safe`` compares them with
+    ``<=>``, for the quarantine, whose rows may lack a key.
+
     >>> print(merge_sql("db.t", "src", ["k", "v"], ["k"]))
     MERGE INTO db.t t USING src s
-    ON t.`k` <=> s.`k`
+    ON t.`k` = s.`k`
     WHEN MATCHED THEN UPDATE SET t.`v` = s.`v`
     WHEN NOT MATCHED THEN INSERT (`k`, `v`) VALUES (s.`k`, s.`v`)
     """
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    equals = "<=>" if null_safe else "="
+    on = " AND ".join(f"t.`{k}` {equals} s.`{k}`" for k in keys)
     if months is not None:
         column, values = months
         on += f" AND t.`{column}` IN ({', '.join(repr(v) for v in values)})"
@@ -102,7 +117,7 @@ def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str]
 
 def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, months: list[str] | None = None,
           month_column: str | None = None, remove_flag: str | None = None, update: bool = True,
-          matched_if: str | None = None) -> None:
+          matched_if: str | None = None, null_safe: bool = False) -> None:
     """Upsert ``df`` into ``target`` in one Iceberg commit (the MERGE text comes from :func:`merge_sql`)."""
     view = f"_sp_merge_{abs(hash(target))}"
     df.createOrReplaceTempView(view)
@@ -110,6 +125,6 @@ def merge(spark: SparkSession, df: DataFrame, target: str, keys: list[str], *, m
     month_filter = (month_column, months) if months is not None and month_column else None
     try:
         spark.sql(merge_sql(target, view, columns, keys, months=month_filter, remove_flag=remove_flag,
-                            update=update, matched_if=matched_if))
+                            update=update, matched_if=matched_if, null_safe=null_safe))
     finally:
         spark.catalog.dropTempView(view)
