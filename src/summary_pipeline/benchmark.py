@@ -70,6 +70,8 @@ class Phase:
     rows: int
     unit: str
     peak_heap_mib: float
+    #: For a pipeline run: its own timings per step (read, classify, rebuild, writes), from the ledger row.
+    steps: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -234,17 +236,23 @@ def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile,
     report = Report(profile=profile.name, accounts=profile.accounts, months=profile.months,
                     short_months=profile.short_months, history_length=base.history_length,
                     started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    settings={k: v for k, v in spark.sparkContext.getConf().getAll()
-                              if k in ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions")})
+                    settings={**{k: v for k, v in spark.sparkContext.getConf().getAll()
+                                 if k in ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions")},
+                              **{f"layout.{k}": str(v) for k, v in base.layout.model_dump().items()}})
     memory = _Memory(spark)
     quiet: Callable[[str], None] = lambda _line: None  # noqa: E731 - the runs' own progress lines are not wanted
 
-    def measure(name: str, unit: str, body: Callable[[], int]) -> Phase:
+    def measure(name: str, unit: str, body: Callable[[], int | RunResult]) -> Phase:
         say(f"  {name} ...")
         memory.reset()
         start = time.monotonic()
-        rows = body()
-        phase = Phase(name, round(time.monotonic() - start, 2), rows, unit, memory.peak_mib())
+        out = body()
+        seconds = round(time.monotonic() - start, 2)
+        if isinstance(out, RunResult):
+            rows = out.summary_rows_written if unit == "summary rows" else out.source_rows
+            phase = Phase(name, seconds, rows, unit, memory.peak_mib(), dict(out.timings))
+        else:
+            phase = Phase(name, seconds, out, unit, memory.peak_mib())
         report.phases.append(phase)
         say(f"  {name}: {phase.seconds:.1f} s, {rows:,} {unit} ({phase.per_second:,.0f}/s)")
         return phase
@@ -259,10 +267,10 @@ def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile,
                   spark.table(long.source_table).where(month_index(F.col("rpt_as_of_mo")) >= short_start))
 
     initial = RunOptions(mode="initial")
-    measure("initial (120 months)", "summary rows",
-            lambda: run(spark, long, initial, progress=quiet).summary_rows_written)
-    measure("initial (30 months)", "summary rows",
-            lambda: run(spark, short, initial, progress=quiet).summary_rows_written)
+    # The short build runs first: it also warms the JVM (JIT, code generation), which a cluster amortises over
+    # hours of work but which would otherwise dominate the first small phase measured here.
+    measure("initial (30 months)", "summary rows", lambda: run(spark, short, initial, progress=quiet))
+    measure("initial (120 months)", "summary rows", lambda: run(spark, long, initial, progress=quiet))
 
     watermark = read_watermark(spark, long)
     assert watermark is not None
@@ -279,14 +287,13 @@ def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile,
     incremental = RunOptions(mode="incremental")
     results: dict[str, RunResult] = {}
 
-    def inc(cfg: PipelineConfig, key: str) -> int:
+    def inc(cfg: PipelineConfig, key: str) -> RunResult:
         results[key] = run(spark, cfg, incremental, progress=quiet)
-        return results[key].source_rows
+        return results[key]
 
     t_inc = measure("incremental (120 months)", "batch records", lambda: inc(long, "long"))
     t_short = measure("incremental (30 months)", "batch records", lambda: inc(short, "short"))
-    t_full = measure("full rebuild (120 months)", "summary rows",
-                     lambda: run(spark, full, initial, progress=quiet).summary_rows_written)
+    t_full = measure("full rebuild (120 months)", "summary rows", lambda: run(spark, full, initial, progress=quiet))
     t_floor = measure("I/O floor (120 months)", "batch records",
                       lambda: _floor(spark, long, watermark, batch_months, results["long"]))
 
