@@ -254,7 +254,7 @@ def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile,
         else:
             phase = Phase(name, seconds, out, unit, memory.peak_mib())
         report.phases.append(phase)
-        say(f"  {name}: {phase.seconds:.1f} s, {rows:,} {unit} ({phase.per_second:,.0f}/s)")
+        say(f"  {name}: {phase.seconds:.1f} s, {phase.rows:,} {unit} ({phase.per_second:,.0f}/s)")
         return phase
 
     start_long = f"{2025 - (profile.months - 1) // 12:04d}-{12 - (profile.months - 1) % 12:02d}"
