@@ -12,7 +12,8 @@ Per account the batch touches, the engine picks the cheapest state that still gi
 * **mixed** accounts (corrections, backfills, deletes of existing months): the summary rows within H-1 months of
   a batch month, which the runner reads partition-pruned (:func:`window_months`).
 
-Rows rebuilt are exactly the batch months and the existing rows up to H-1 months after them.
+Rows rebuilt are the months whose fact the batch changed, and the existing rows up to H-1 months after
+them.
 """
 
 from __future__ import annotations

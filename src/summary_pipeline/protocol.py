@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from types import TracebackType
@@ -93,6 +94,7 @@ class RunGuard:
     # ----- entering: lock and recovery ----------------------------------------------------------------------
 
     def __enter__(self) -> RunGuard:
+        began = time.monotonic()
         ensure_ledger(self.spark, self.cfg.ledger_table)
         taken = self.lock.acquire()
         self.result.started_at = dt.datetime.now()  # runs are ordered by when they took the lock
@@ -106,6 +108,7 @@ class RunGuard:
             self.ledger = self._recover(ledger_rows(self.spark, self.cfg.ledger_table))
             self.expected = {t: state(self.spark, t) for t in data_tables(self.cfg)}
             self.result.snapshots_before = dict(self.expected)
+            self.result.timings["lock_and_recovery"] = round(time.monotonic() - began, 3)
             step("locked")
         except (Exception, KeyboardInterrupt):
             self.lock.release()

@@ -261,7 +261,8 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         committed = replace or written > 0
         progress(f"  {table}: {written:,} rows written" if committed else f"  {table}: no change, no commit")
         step(name)
-    _write_deletes(spark, cfg, options, computed, guard)
+    with _timed(result, "write_deletes"):
+        _write_deletes(spark, cfg, options, computed, guard)
     step("deletes")
 
 
@@ -354,10 +355,11 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         say(f"Processing new data since: {watermark:%Y-%m-%d %H:%M:%S}")
     elif options.mode == "initial":
         say(f"Building from every version in {cfg.source_table}")
+    began = time.monotonic()
     prepared = _materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
     try:
-        with _timed(result, "read"):
-            result.source_rows, result.rejected, read_max = _count_read(prepared)
+        result.source_rows, result.rejected, read_max = _count_read(prepared)
+        result.timings["read"] = round(time.monotonic() - began, 3)
         result.watermark_committed = next_watermark(options, watermark, read_max)
         if result.source_rows == 0 and options.mode != "initial":
             say("No new records to process")
