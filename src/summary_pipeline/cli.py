@@ -194,6 +194,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
     from summary_pipeline.lock import clear_lock
     from summary_pipeline.protocol import rollback
     from summary_pipeline.runner import new_result
+    from summary_pipeline.tables import table_exists
 
     cfg = load_config(args.config)
     spark = _session(cfg, args.warehouse)
@@ -209,7 +210,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
                      console.progress)
         elif command == "unlock":
             holder = clear_lock(spark, cfg.ledger_table, cfg.lock_timeout, force=args.force) \
-                if _exists(spark, cfg.ledger_table) else None
+                if table_exists(spark, cfg.ledger_table) else None
             console.progress(f"Cleared the lock held by {holder.describe()}" if holder else "The lock was not held")
         else:
             console.banner("rollback")
@@ -237,12 +238,6 @@ def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
     write_json(report, path)
     console.benchmark(report, str(path))
     return 0
-
-
-def _exists(spark: Any, table: str) -> bool:
-    from summary_pipeline.tables import table_exists
-
-    return table_exists(spark, table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
