@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.engine import window_months
+from summary_pipeline.facts import FACT_TS, VERSION
 from summary_pipeline.generate import create_source_table, generate_versions
 from summary_pipeline.prepare import month_index
 from summary_pipeline.result import RunOptions, RunResult
@@ -197,14 +198,17 @@ def _write_source(spark: SparkSession, table: str, df: DataFrame, append: bool =
 
 def _floor(spark: SparkSession, cfg: PipelineConfig, watermark: dt.datetime, batch_months: list[int],
            result: RunResult) -> int:
-    """Read what the incremental run had to read and write as many rows as it wrote, with no logic."""
+    """Read what the incremental run had to read and write as many rows as it wrote, with no logic.
+
+    The reads are the batch, latest_summary, and the correction windows' month partitions with the columns
+    the run reads there (no history arrays or grids, see ``runner.summary_window``)."""
     noop = {"format": "noop", "mode": "overwrite"}
     batch = spark.table(cfg.source_table).where(F.col(cfg.ts) > F.lit(watermark))
     batch.write.save(**noop)
     spark.table(cfg.latest_history_table).write.save(**noop)
     months = window_months(batch_months, cfg.history_length)
     window = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
-    window.write.save(**noop)
+    window.select(*cfg.value_columns, FACT_TS, VERSION).write.save(**noop)
     ns = cfg.destination_table.rsplit(".", 1)[0]
     window.limit(result.summary_rows_written).writeTo(f"{ns}.floor_summary").using("iceberg").createOrReplace()
     (spark.table(cfg.latest_history_table).limit(result.latest_rows_written)
@@ -212,13 +216,18 @@ def _floor(spark: SparkSession, cfg: PipelineConfig, watermark: dt.datetime, bat
     return int(batch.count())
 
 
+def _fingerprint(df: DataFrame, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    """Row count and the sum of a 64-bit hash of every row: equal for equal tables, and in one scan (an
+    ``exceptAll`` of the two 5M-row tables of the medium profile had not finished after 17 minutes)."""
+    row = df.select(F.xxhash64(*columns).cast("decimal(38,0)").alias("h")).agg(F.count(F.lit(1)), F.sum("h"))
+    return tuple(row.collect()[0])
+
+
 def _same(spark: SparkSession, a: PipelineConfig, b: PipelineConfig) -> bool:
     """The incremental tables equal the full rebuild's, on every column the user sees."""
     for table_a, table_b, columns in ((a.destination_table, b.destination_table, a.summary_columns),
                                       (a.latest_history_table, b.latest_history_table, a.latest_columns)):
-        left = spark.table(table_a).select(*columns)
-        right = spark.table(table_b).select(*columns)
-        if not left.exceptAll(right).isEmpty() or not right.exceptAll(left).isEmpty():
+        if _fingerprint(spark.table(table_a), columns) != _fingerprint(spark.table(table_b), columns):
             return False
     return True
 
