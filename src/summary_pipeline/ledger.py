@@ -141,11 +141,11 @@ def ledger_rows(spark: SparkSession, table: str, status: str | None = None) -> l
     return [r.asDict() for r in df.orderBy("started_at", "run_id").collect()]
 
 
-def committed_watermark(rows: list[dict[str, Any]]) -> tuple[bool, dt.datetime | None]:
-    """(whether any run succeeded, the watermark the latest succeeded run committed), from ledger rows."""
+def committed_watermark(rows: list[dict[str, Any]]) -> dt.datetime | None:
+    """The watermark the latest succeeded run committed (None when none did), from ledger rows."""
     rows = [r for r in rows if r["status"] == "succeeded"]
     if not rows:
-        return False, None
+        return None
     last = max(rows, key=lambda r: (r["finished_at"] or dt.datetime.min, r["started_at"] or dt.datetime.min))
     watermark = last["watermark_committed"]
-    return True, watermark if isinstance(watermark, dt.datetime) else None
+    return watermark if isinstance(watermark, dt.datetime) else None

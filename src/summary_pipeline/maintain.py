@@ -73,7 +73,7 @@ def maintain(spark: SparkSession, cfg: PipelineConfig, result: RunResult, keep_r
     with RunGuard(spark, cfg, result, say) as guard:
         rows = ledger_rows(spark, cfg.ledger_table)
         # The watermark lives in the latest succeeded row: this one carries it on unchanged.
-        result.watermark_read = result.watermark_committed = read_watermark(spark, cfg)
+        result.watermark_read = result.watermark_committed = read_watermark(spark, cfg, rows)
         guard.start()
         months = _months_since_last_maintenance(rows)
         compact = {"options": "map('min-input-files', '2')"}

@@ -316,12 +316,13 @@ def rollback(spark: SparkSession, cfg: PipelineConfig, result: RunResult, run_id
     """Put summary, latest_summary and the deletes table back to before ``run_id``, and the watermark to the
     one it started from; refuses when later succeeded runs would be lost, unless ``force``."""
     with RunGuard(spark, cfg, result, say) as guard:
-        target, later = rollback_plan(ledger_rows(spark, cfg.ledger_table), run_id)
+        rows = ledger_rows(spark, cfg.ledger_table)
+        target, later = rollback_plan(rows, run_id)
         if later and not force:
             names = ", ".join(f"{r['run_id']} ({r['mode']}, {r['started_at']:%Y-%m-%d %H:%M})" for r in later)
             raise RollbackRefusedError(f"rolling back {run_id} also undoes {len(later)} later run(s): {names}. "
                                        "Roll back the latest first, or pass --force to undo them all.")
-        result.watermark_read = committed_watermark(ledger_rows(spark, cfg.ledger_table))[1]
+        result.watermark_read = committed_watermark(rows)
         result.watermark_committed = target["watermark_read"]
         guard.start()
         done = guard.tagged(lambda: _apply_rollback(spark, cfg, run_id, result.run_id))

@@ -87,7 +87,7 @@ def read_watermark(spark: SparkSession, cfg: PipelineConfig,
     another tool, or a ranged initial), the greatest ``base_ts`` in summary; None when summary is empty.
 
     ``ledger`` is the ledger's rows when the caller has read them already (a run reads them once)."""
-    watermark = committed_watermark(ledger if ledger is not None else ledger_rows(spark, cfg.ledger_table))[1]
+    watermark = committed_watermark(ledger if ledger is not None else ledger_rows(spark, cfg.ledger_table))
     if watermark is not None:
         return watermark
     if is_empty(spark, cfg.destination_table):
