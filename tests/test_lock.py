@@ -16,7 +16,7 @@ from summary_pipeline.ledger import ensure_ledger
 from summary_pipeline.lock import LockedError, LockLostError, Owner, RunLock, clear_lock, machine_id, read_owner
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
-from summary_pipeline.snapshots import swap_properties
+from summary_pipeline.snapshots import CommitFailed, swap_properties
 from summary_pipeline.tables import table_exists
 
 pytestmark = pytest.mark.spark
@@ -29,11 +29,20 @@ def _ledger(spark: SparkSession) -> str:
 
 
 def _hold(spark: SparkSession, table: str, run_id: str, **fields: Any) -> None:
-    """Write a lock holder straight into the properties, as another process would have."""
+    """Write a lock holder straight into the properties, as another process would have.
+
+    Like a real taker it tries again when its compare-and-swap loses, here to a live holder's heartbeat.
+    """
     now = time.time()
     owner = Owner(**{"run_id": run_id, "mode": "incremental", "host": socket.gethostname(),
                      "machine": machine_id(), "pid": -1, "jvm_pid": -1, "since": now, "heartbeat": now, **fields})
-    swap_properties(spark, table, lambda _: owner.properties())
+    for attempt in range(5):
+        try:
+            swap_properties(spark, table, lambda _: owner.properties())
+            return
+        except CommitFailed:
+            if attempt == 4:
+                raise
 
 
 def test_a_live_holder_is_refused_by_name_and_taken_over_once_its_process_is_gone(spark: SparkSession) -> None:
