@@ -40,6 +40,7 @@ def _state() -> list[dict[str, Any]]:
     rows += [v(9, "2025-12", 12, ts=OLD), v(9, "2026-01", 1, ts=OLD), v(9, "2026-02", 2, ts=OLD)]
     rows += [v(91, "2025-11", 11, ts=OLD), v(91, "2025-12", 12, ts=OLD)]
     rows += [v(92, "2025-12", 12, ts=OLD)]
+    rows += [v(93, "2020-01", 1, ts=OLD), v(93, "2025-12", 2, ts=OLD)]  # its older month is out of every window
     rows += [v(10, m, i, ts=OLD) for i, m in enumerate(months("2021-01", 60))]  # 2021-01 .. 2025-12
     rows += [v(11, "2025-10", 1, ts=OLD), v(11, "2025-11", 2, ts=OLD), v(11, "2025-12", 3, ts=OLD, soft_del_cd="1"),
              v(11, "2025-12", 33, ts=OLD - dt.timedelta(hours=1))]  # a tombstone after the latest active month
@@ -60,6 +61,7 @@ def _batch() -> list[dict[str, Any]]:
     rows += [v(9, "2026-01", 1, ts=NEW, soft_del_cd="1")]  # 9. delete a middle month
     rows += [v(91, "2025-12", 12, ts=NEW, soft_del_cd="4")]  # 9. delete the latest month
     rows += [v(92, "2026-05", 5, ts=NEW, soft_del_cd="1")]  # 9. delete a month with no row
+    rows += [v(93, "2025-12", 2, ts=NEW, soft_del_cd="1")]  # 9. delete the latest; the next is 71 months back
     rows += [v(10, "2021-06", -1, ts=NEW), v(10, "2025-12", 77, ts=NEW)]  # >36 months back; the latest month
     rows += [v(11, "2026-01", 4, ts=NEW)]  # forward after a trailing tombstone
     return rows
@@ -98,7 +100,7 @@ def test_case_counts(scenario: Any) -> None:
     assert result.case_iv == 11 + 47
     assert result.case_ii == 1 + 1 + 1 + 3 + 1  # accounts 1, 2, 3, 4 (three months), 11
     assert result.case_iii == 1 + 1 + 1 + 2  # 1, 2, 7, 10 (two)
-    assert result.soft_deletes_applied == 2 and result.soft_deletes_ignored == 1
+    assert result.soft_deletes_applied == 3 and result.soft_deletes_ignored == 1
     assert result.duplicates_dropped == 2
 
 
@@ -140,6 +142,7 @@ def test_deletes(tables: Any) -> None:
     assert summary[(9, "2026-02")]["balance_am_history"][:3] == [2, None, 12]
     assert latest[91]["rpt_as_of_mo"] == "2025-11"
     assert (92, "2026-05") not in summary and latest[92]["rpt_as_of_mo"] == "2025-12"
+    assert latest[93]["rpt_as_of_mo"] == "2020-01" and latest[93]["balance_am"] == 1
 
 
 def test_old_and_latest_month_corrections(tables: Any) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "account_classes",
     "decide",
     "fallback_accounts",
+    "fallback_months",
     "month_name",
     "rebuild",
     "window_months",
@@ -86,7 +87,6 @@ class State:
     latest: DataFrame | None = None
     window: DataFrame | None = None
     deletes: DataFrame | None = None
-    fallback: DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def decide(batch: DataFrame, classes: DataFrame, state: State, cfg: PipelineConf
 
 
 def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineConfig,
-            materialize: Callable[[DataFrame], DataFrame] = lambda df: df) -> Computed:
+            materialize: Callable[[DataFrame], DataFrame] = lambda df: df,
+            fallback: Callable[[DataFrame], DataFrame | None] = lambda built: None) -> Computed:
     """Everything to write, from the facts :func:`decide` returned (see the module docstring).
 
     The summary rows are exactly the rows a changed fact reaches, so the state's rows are never compared
@@ -144,6 +145,8 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
 
     ``materialize`` is applied to the rebuilt rows, which every output reuses, and to the summary and
     latest_summary rows to write, which the runner reads several times (emptiness, months, the MERGE itself).
+    ``fallback`` gets the rebuilt summary rows and returns the old rows that may become an account's latest
+    after its latest month was deleted (see :func:`fallback_accounts`), or None.
     """
     h = cfg.history_length
     with_rows = (facts.where(F.col(KIND) != KIND_IGNORED_DELETE)
@@ -181,8 +184,9 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
     if state.latest is not None:
         old_latest = state.latest.join(classes.select(cfg.key), cfg.key, "left_semi")
         candidates = candidates.unionByName(old_latest.select(*cfg.latest_columns, F.lit(1).alias("_sp_prio")))
-    if state.fallback is not None:
-        candidates = candidates.unionByName(state.fallback.select(*cfg.latest_columns, F.lit(2).alias("_sp_prio")))
+    older = fallback(built)
+    if older is not None:
+        candidates = candidates.unionByName(older.select(*cfg.latest_columns, F.lit(2).alias("_sp_prio")))
     latest = latest_rows(candidates, touched_facts, old_latest, cfg)
     if old_latest is not None:
         latest = _changed(latest, old_latest, [cfg.key])
@@ -226,6 +230,13 @@ def fallback_accounts(facts: DataFrame, classes: DataFrame, latest: DataFrame, c
     lost = (facts.join(old, cfg.key)
             .where((F.col(MONTH_INDEX) == F.col("_sp_old_latest")) & ~is_active(cfg)))
     return lost.select(cfg.key).distinct()
+
+
+def fallback_months(old: DataFrame, built: DataFrame, cfg: PipelineConfig) -> DataFrame:
+    """(key, month) of each account's latest active row in ``old`` (summary rows, narrow columns are enough)
+    that this run did not rebuild: with the rebuilt rows, the candidates for the account's new latest row."""
+    return (old.where(is_active(cfg)).join(built.select(cfg.key, cfg.month), [cfg.key, cfg.month], "left_anti")
+            .groupBy(cfg.key).agg(F.max(cfg.month).alias(cfg.month)))
 
 
 def window_rows(summary: DataFrame, batch: DataFrame, classes: DataFrame, cfg: PipelineConfig) -> DataFrame:

@@ -36,6 +36,7 @@ from summary_pipeline.engine import (
     account_classes,
     decide,
     fallback_accounts,
+    fallback_months,
     month_name,
     rebuild,
     window_months,
@@ -214,16 +215,32 @@ def summary_window(spark: SparkSession, cfg: PipelineConfig, batch: DataFrame, c
     return window_rows(pruned, batch, classes, cfg)
 
 
-def _with_fallback(spark: SparkSession, cfg: PipelineConfig, facts: DataFrame, classes: DataFrame, state: State
-                   ) -> State:
-    """Add the full rows of accounts whose latest month was deleted (rare; see fallback_accounts)."""
+def _fallback(spark: SparkSession, cfg: PipelineConfig, facts: DataFrame, classes: DataFrame, state: State
+              ) -> Callable[[DataFrame], DataFrame | None]:
+    """The reader of older rows for accounts whose latest month was deleted (rare; see fallback_accounts).
+
+    Those rows can lie in any month, so the reader first scans just the key, month and soft-delete columns of
+    those accounts, then reads the full rows of the few months found, partition-pruned. (Reading the full rows
+    of the accounts at once decodes every history array of the table.)
+    """
     if state.latest is None or state.window is None:
-        return state
+        return lambda built: None
     accounts = [r[0] for r in fallback_accounts(facts, classes, state.latest, cfg).collect()]
     if not accounts:
-        return state
-    rows = spark.table(cfg.destination_table).where(F.col(cfg.key).isin(accounts))
-    return State(state.latest, state.window, state.deletes, fallback=rows)
+        return lambda built: None
+
+    def read(built: DataFrame) -> DataFrame | None:
+        summary = spark.table(cfg.destination_table).where(F.col(cfg.key).isin(accounts))
+        narrow = summary.select(cfg.key, cfg.month, cfg.soft_delete.column)
+        found = fallback_months(narrow, built, cfg).collect()
+        if not found:
+            return None
+        months = sorted({r[cfg.month] for r in found})
+        pairs = spark.createDataFrame([(r[cfg.key], r[cfg.month]) for r in found],
+                                      narrow.select(cfg.key, cfg.month).schema)
+        return summary.where(F.col(cfg.month).isin(months)).join(pairs, [cfg.key, cfg.month], "left_semi")
+
+    return read
 
 
 def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
@@ -274,10 +291,13 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
         guard.commit(table, lambda: replace_table(computed.deletes_upsert, table, partition_by=cfg.month))
         return
     upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
-    rows = upsert.unionByName(computed.deletes_remove.withColumn("_sp_remove", F.lit(True)),
-                              allowMissingColumns=True)
-    if not rows.isEmpty():
-        guard.commit(table, lambda: merge(spark, rows, table, [cfg.key, cfg.month], remove_flag="_sp_remove"))
+    # A handful of rows, computed once: their months prune the MERGE to the partitions they touch.
+    rows = _materialize(upsert.unionByName(computed.deletes_remove.withColumn("_sp_remove", F.lit(True)),
+                                           allowMissingColumns=True))
+    months = sorted(r[0] for r in rows.select(cfg.month).distinct().collect())
+    if months:
+        guard.commit(table, lambda: merge(spark, rows, table, [cfg.key, cfg.month], months=months,
+                                          month_column=cfg.month, remove_flag="_sp_remove"))
 
 
 def next_watermark(options: RunOptions, previous: dt.datetime | None, read_max: dt.datetime | None
@@ -385,9 +405,9 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         say(f"Case IV (New accounts' later months): {result.case_iv:,}")
         say(f"Soft deletes: {result.soft_deletes_applied:,} applied, {result.soft_deletes_ignored:,} ignored")
         say(f"Duplicate or superseded versions dropped: {result.duplicates_dropped:,}")
-        state = _with_fallback(spark, cfg, facts, classes, state)
         with _timed(result, "rebuild"):
-            computed = rebuild(facts, classes, state, cfg, materialize=_materialize)
+            computed = rebuild(facts, classes, state, cfg, materialize=_materialize,
+                               fallback=_fallback(spark, cfg, facts, classes, state))
         if guard is None:
             result.summary_rows_written = computed.summary.count()
             result.latest_rows_written = computed.latest.count()
