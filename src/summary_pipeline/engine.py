@@ -56,6 +56,8 @@ __all__ = [
 
 CLASS = "_sp_class"
 NEW, FORWARD, MIXED = "new", "forward", "mixed"
+#: Class column's companion: the account has a single batch month (for forward accounts, the nightly case).
+SINGLE = "_sp_single"
 TOUCHED = "_sp_touched"
 
 
@@ -81,7 +83,8 @@ def window_months(touched: list[int], h: int) -> list[str]:
 class State:
     """Lazy views of the tables a run reads; None for a table that does not exist yet (or a full rebuild).
 
-    ``window`` is summary already limited to the mixed accounts' windows (see :func:`window_months`).
+    ``latest`` is latest_summary limited to the batch's accounts; ``window`` is summary limited to the mixed
+    accounts' windows (see :func:`window_months`).
     """
 
     latest: DataFrame | None = None
@@ -100,15 +103,17 @@ class Computed:
 
 
 def account_classes(batch: DataFrame, latest: DataFrame | None, cfg: PipelineConfig) -> DataFrame:
-    """(key, class, old last month index) per batch account: new, forward or mixed."""
-    first = batch.groupBy(cfg.key).agg(F.min(MONTH_INDEX).alias("_sp_first"))
+    """(key, class, single, old last month index) per batch account: new, forward or mixed, and whether the
+    batch has a single month of it."""
+    first = batch.groupBy(cfg.key).agg(F.min(MONTH_INDEX).alias("_sp_first"), F.max(MONTH_INDEX).alias("_sp_last"))
+    single = (F.col("_sp_first") == F.col("_sp_last")).alias(SINGLE)
     if latest is None:
-        return first.select(cfg.key, F.lit(NEW).alias(CLASS), F.lit(None).cast("int").alias(LAST_MONTH))
+        return first.select(cfg.key, F.lit(NEW).alias(CLASS), single, F.lit(None).cast("int").alias(LAST_MONTH))
     joined = first.join(latest.select(cfg.key, LAST_MONTH), cfg.key, "left")
     cls = (F.when(F.col(LAST_MONTH).isNull(), F.lit(NEW))
            .when(F.col("_sp_first") > F.col(LAST_MONTH), F.lit(FORWARD))
            .otherwise(F.lit(MIXED)))
-    return joined.select(cfg.key, cls.alias(CLASS), LAST_MONTH)
+    return joined.select(cfg.key, cls.alias(CLASS), single, LAST_MONTH)
 
 
 def in_touched_window(touched_months: Column, month: Column, h: int, *, before: bool) -> Column:
@@ -132,7 +137,7 @@ def decide(batch: DataFrame, classes: DataFrame, state: State, cfg: PipelineConf
         versions = versions.unionByName(versions_from_deletes(
             state.deletes.withColumn(MONTH_INDEX, month_index(F.col(cfg.month))).join(
                 keys, [cfg.key, MONTH_INDEX], "left_semi").drop(MONTH_INDEX), cfg))
-    return select_facts(versions.repartition(cfg.key), cfg).join(classes.select(cfg.key, CLASS), cfg.key)
+    return select_facts(versions.repartition(cfg.key), cfg).join(classes.select(cfg.key, CLASS, SINGLE), cfg.key)
 
 
 def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineConfig,
@@ -151,7 +156,9 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
     h = cfg.history_length
     with_rows = (facts.where(F.col(KIND) != KIND_IGNORED_DELETE)
                  .drop(KIND, DELETE, FROM_BATCH, "_sp_batch_versions").withColumn(EMIT, F.lit(True)))
-    window_facts = with_rows.where(F.col(CLASS) == NEW).drop(CLASS)
+    # New and forward accounts need no summary row: their state is their latest_summary row (the base) or
+    # nothing. Those with a single batch month, the bulk of a nightly run, are built without a window.
+    direct = with_rows.where(F.col(CLASS).isin(NEW, FORWARD)).drop(CLASS)
     if state.latest is not None:
         base = state.latest.select(
             cfg.key,
@@ -160,8 +167,9 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
             F.col(TS_HISTORY).alias(BASE_TS),
             *(F.col(r.history_column).alias(base_history(r.history_column)) for r in cfg.rolling_columns),
         )
-        forward = with_rows.where(F.col(CLASS) == FORWARD).drop(CLASS).join(base, cfg.key)
-        window_facts = window_facts.unionByName(forward, allowMissingColumns=True)
+        direct = direct.join(base, cfg.key, "left")
+    alone = summary_rows(direct.where(F.col(SINGLE)).drop(SINGLE), cfg, alone=True)
+    window_facts = direct.where(~F.col(SINGLE)).drop(SINGLE)
     if state.window is not None:
         # Only a fact this batch changed can change a row: its own, and the H-1 months after it. (A batch
         # version that lost, or re-read a version already applied, changes nothing; nor does an ignored delete.)
@@ -169,27 +177,25 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
                    .groupBy(cfg.key).agg(F.collect_list(MONTH_INDEX).alias(TOUCHED)))
         existing = state.window.withColumn(MONTH_INDEX, month_index(F.col(cfg.month)))
         old_facts = facts_from_rows(existing.join(facts, [cfg.key, MONTH_INDEX], "left_anti"), cfg)
-        mixed = with_rows.where(F.col(CLASS) == MIXED).drop(CLASS, EMIT)
+        mixed = with_rows.where(F.col(CLASS) == MIXED).drop(CLASS, EMIT, SINGLE)
         context = (old_facts.unionByName(mixed).join(changed, cfg.key)
                    .withColumn(EMIT, in_touched_window(F.col(TOUCHED), F.col(MONTH_INDEX), h, before=False))
                    .drop(TOUCHED))
         window_facts = window_facts.unionByName(context, allowMissingColumns=True)
-    summary = built = materialize(summary_rows(window_facts, cfg))
+    summary = built = materialize(summary_rows(window_facts, cfg).unionByName(alone))
 
     has_row = F.col(KIND) != KIND_IGNORED_DELETE
     touched_facts = facts.select(cfg.key, MONTH_INDEX, F.when(has_row, F.col(FACT_TS)).alias(FACT_TS),
                                  has_row.alias("_sp_has_row"))
-    candidates = built.select(*cfg.latest_columns, F.lit(0).alias("_sp_prio"))
-    old_latest = None
+    candidates = [built]
     if state.latest is not None:
-        old_latest = state.latest.join(classes.select(cfg.key), cfg.key, "left_semi")
-        candidates = candidates.unionByName(old_latest.select(*cfg.latest_columns, F.lit(1).alias("_sp_prio")))
+        candidates.append(state.latest)
     older = fallback(built)
     if older is not None:
-        candidates = candidates.unionByName(older.select(*cfg.latest_columns, F.lit(2).alias("_sp_prio")))
-    latest = latest_rows(candidates, touched_facts, old_latest, cfg)
-    if old_latest is not None:
-        latest = _changed(latest, old_latest, [cfg.key])
+        candidates.append(older)
+    latest = latest_rows([c.select(*cfg.latest_columns) for c in candidates], touched_facts, state.latest, cfg)
+    if state.latest is not None:
+        latest = _changed(latest, state.latest, [cfg.key])
     latest = materialize(latest)
 
     new_deletes = facts.where(F.col(DELETE).isNotNull()).select(F.col(DELETE + ".*"))

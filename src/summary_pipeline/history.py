@@ -69,6 +69,12 @@ def _anchored(array: Column, anchor: Column, month: Column, h: int) -> Column:
     return F.when((j >= 0) & (j < h), F.element_at(array, j + 1))
 
 
+def _slot(cfg: PipelineConfig) -> Column:
+    """What a fact row gives the rows after it: its rolling values (NULL unless active) and its timestamp."""
+    return F.struct(*(F.when(F.col(ACTIVE), F.col(rolling_field(i))).alias(rolling_field(i))
+                      for i in range(len(cfg.rolling_columns))), F.col(FACT_TS).alias(FACT_TS))
+
+
 def _dense(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """``facts`` plus a filler row (``_sp_slot`` NULL, not emitted) for every month missing between two facts
     of an account, so that the k-th row before a row is exactly k months earlier.
@@ -80,10 +86,8 @@ def _dense(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
     gap = F.least(F.coalesce(F.lead(MONTH_INDEX).over(by_month) - F.col(MONTH_INDEX) - 1, F.lit(0)),
                   F.lit(cfg.history_length - 1))
-    slot = F.struct(*(F.when(F.col(ACTIVE), F.col(rolling_field(i))).alias(rolling_field(i))
-                      for i in range(len(cfg.rolling_columns))), F.col(FACT_TS).alias(FACT_TS))
     step = F.explode(F.sequence(F.lit(0), F.col("_sp_gap"))).alias("_sp_step")
-    filled = facts.withColumn("_sp_gap", gap).select("*", slot.alias("_sp_slot"), step).drop("_sp_gap")
+    filled = facts.withColumn("_sp_gap", gap).select("*", _slot(cfg).alias("_sp_slot"), step).drop("_sp_gap")
     real = F.col("_sp_step") == 0
     return filled.withColumns({
         MONTH_INDEX: F.col(MONTH_INDEX) + F.col("_sp_step"),
@@ -92,7 +96,7 @@ def _dense(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     }).drop("_sp_step")
 
 
-def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
+def summary_rows(facts: DataFrame, cfg: PipelineConfig, *, alone: bool = False) -> DataFrame:
     """Summary rows (SPEC 5) for the fact rows flagged ``_sp_emit`` (every row when there is no such column).
 
     ``facts`` must hold, per account, every fact in the H-1 months before each row to build, or a base for
@@ -100,6 +104,10 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
 
     With the months made dense (:func:`_dense`), position k of a row's history is the row k rows earlier: H-1
     ``lag`` columns, which Spark computes in one sorted pass per account, with no per-row collection.
+
+    ``alone`` says every account has a single fact row (with its base): the usual next month of a nightly
+    run. Its history is its own values and its base's, so the rows are built where they are, with no shuffle,
+    sort or window.
     """
     h = cfg.history_length
     if EMIT not in facts.columns:
@@ -110,20 +118,27 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     for r in cfg.rolling_columns:
         if base_history(r.history_column) not in facts.columns:
             facts = facts.withColumn(base_history(r.history_column), F.lit(None).cast(f"array<{r.spark_type}>"))
-    by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
-    back = [F.col("_sp_slot")] + [F.lag("_sp_slot", k).over(by_month) for k in range(1, h)]
-    lagged = _dense(facts, cfg).select("*", *(col.alias(f"_sp_back{k}") for k, col in enumerate(back)))
+    if alone:
+        lagged, depth = facts.withColumn("_sp_back0", _slot(cfg)), 1
+    else:
+        by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
+        lags = (F.lag("_sp_slot", k).over(by_month).alias(f"_sp_back{k}") for k in range(1, h))
+        lagged, depth = _dense(facts, cfg).select("*", F.col("_sp_slot").alias("_sp_back0"), *lags), h
     m = F.col(MONTH_INDEX)
+
+    def back(k: int, field: str) -> list[Column]:
+        """The field of the row k months back, when the frame has it (else only the base can say)."""
+        return [F.col(f"_sp_back{k}")[field]] if k < depth else []
 
     def history(i: int) -> Column:
         base = F.col(base_history(cfg.rolling_columns[i].history_column))
-        return F.array(*(F.coalesce(F.col(f"_sp_back{k}")[rolling_field(i)],
-                                    _anchored(base, F.col(BASE_MONTH), m - k, h)) for k in range(h)))
+        return F.array(*(F.coalesce(*back(k, rolling_field(i)), _anchored(base, F.col(BASE_MONTH), m - k, h))
+                         for k in range(h)))
 
     histories = {r.history_column: history(i).cast(f"array<{r.spark_type}>") for i, r in enumerate(cfg.rolling_columns)}
     # The base's fact timestamps still inside this row's window: indexes up to H-1-(m - last month).
     base_ts = [F.when(F.lit(j) <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), F.col(BASE_TS)[j]) for j in range(h)]
-    row_ts = F.greatest(*base_ts, *(F.col(f"_sp_back{k}")[FACT_TS] for k in range(h)))
+    row_ts = F.greatest(*base_ts, *(c for k in range(h) for c in back(k, FACT_TS)))
     values = [row_ts.alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
     built = lagged.where(F.col(EMIT)).select(
         *values,
@@ -136,13 +151,14 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
                         FACT_TS, VERSION)
 
 
-def latest_rows(candidates: DataFrame, touched: DataFrame, old: DataFrame | None, cfg: PipelineConfig) -> DataFrame:
+def latest_rows(candidates: list[DataFrame], touched: DataFrame, old: DataFrame | None, cfg: PipelineConfig
+                ) -> DataFrame:
     """latest_summary rows (SPEC 5) for the accounts of ``candidates``.
 
     Args:
-        candidates: summary rows that may be an account's latest: every row built in this run, the old latest
-            row, and for accounts whose latest month turned into a tombstone, their older active rows.
-            Where a month appears twice, the first-listed copy (``_sp_prio`` lowest) is used.
+        candidates: summary rows (the latest_summary columns) that may be an account's latest: every row built
+            in this run, the old latest row, and for accounts whose latest month turned into a tombstone, their
+            older active rows. Where a month appears in two frames, the first-listed frame's copy is used.
         touched: ``(key, _sp_m, fact_base_ts, _sp_has_row)`` of every key whose fact this run decided; NULL
             timestamps where the key has no row.
         old: the accounts' current latest rows (for their last month and timestamp history), or None.
@@ -152,11 +168,13 @@ def latest_rows(candidates: DataFrame, touched: DataFrame, old: DataFrame | None
     instead of reading summary.
     """
     h = cfg.history_length
-    dedup = Window.partitionBy(cfg.key, cfg.month).orderBy("_sp_prio")
+    # Later frames lose the months an earlier one has: narrow anti-joins, so the wide rows are shuffled once.
+    kept, seen = candidates[0], candidates[0].select(cfg.key, cfg.month)
+    for more in candidates[1:]:
+        kept = kept.unionByName(more.join(seen, [cfg.key, cfg.month], "left_anti"))
+        seen = seen.unionByName(more.select(cfg.key, cfg.month))
     best = Window.partitionBy(cfg.key).orderBy(is_active(cfg).desc(), F.col(cfg.month).desc())
-    rows = (candidates.withColumn("_sp_dup", F.row_number().over(dedup)).where("_sp_dup = 1")
-            .withColumn("_sp_rn", F.row_number().over(best)).where("_sp_rn = 1")
-            .drop("_sp_dup", "_sp_rn", "_sp_prio"))
+    rows = kept.withColumn("_sp_rn", F.row_number().over(best)).where("_sp_rn = 1").drop("_sp_rn")
     per_account = touched.groupBy(cfg.key).agg(
         F.max(F.when(F.col("_sp_has_row"), F.col(MONTH_INDEX))).alias("_sp_new_last"),
         F.map_from_entries(F.collect_list(F.struct(MONTH_INDEX, F.struct(FACT_TS)))).alias("_sp_new_ts"),

@@ -191,8 +191,11 @@ def _state(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, batch:
     """The state a run reads (none for a full rebuild) and the batch accounts' classes."""
     if options.mode == "initial" or not table_exists(spark, cfg.latest_history_table):
         return State(), account_classes(batch, None, cfg)
-    latest = spark.table(cfg.latest_history_table)
-    classes = _materialize(account_classes(batch, latest, cfg))
+    table = spark.table(cfg.latest_history_table)
+    classes = _materialize(account_classes(batch, table, cfg))
+    # The batch accounts' latest rows are read once: they are the forward accounts' base, latest candidates,
+    # and what the new latest rows are compared with.
+    latest = _materialize(table.join(classes.select(cfg.key), cfg.key, "left_semi"))
     deletes = spark.table(cfg.deletes_table) if table_exists(spark, cfg.deletes_table) else None
     window = summary_window(spark, cfg, batch, classes)
     return State(latest=latest, window=_materialize(window) if window is not None else None,
