@@ -5,10 +5,12 @@ Two forms, as the seed shows::
     summary-pipeline --config summary_config.json [--mode incremental] ...     # run the pipeline
     summary-pipeline generate|demo --config summary_config.json ...            # synthetic data, the demo
     summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
+    summary-pipeline validate --config summary_config.json [--sample 0.01]      # check the tables
     summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
-into a short message and an exit code: 0 success, 1 failure, 2 refusal or bad usage.
+into a short message and an exit code: 0 success, 1 failure (for validate: a check failed), 2 refusal or bad
+usage.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = ["main"]
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "maintain", "benchmark")
+SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "maintain", "benchmark", "validate")
 
 
 def _month(text: str) -> str:
@@ -106,6 +108,23 @@ def _benchmark_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=list(PROFILES), default="small",
                         help="small (minutes), medium (50,000 accounts x 120 months), large (by hand)")
     parser.add_argument("--json", help="where to write the figures (default benchmark-<profile>.json)")
+    return parser
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 1], e.g. 0.01 for 1% of accounts")
+    return value
+
+
+def _validate_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="check summary and latest_summary against the "
+                                     "production checklist and the invariant; exit 1 on any violation")
+    _common(parser)
+    parser.add_argument("--sample", type=_fraction,
+                        help="check this fraction of accounts (whole accounts, by key hash), e.g. 0.01")
+    parser.add_argument("--examples", type=int, default=5, help="offending keys shown per check (default 5)")
     return parser
 
 
@@ -240,6 +259,20 @@ def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from summary_pipeline.validate import validate
+
+    cfg = load_config(args.config)
+    console.banner("validate")
+    spark = _session(cfg, args.warehouse)
+    try:
+        report = validate(spark, cfg, args.sample, args.examples, console.progress)
+    finally:
+        spark.stop()
+    console.validation(report)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``summary-pipeline``, ``python -m summary_pipeline`` and the spark-submit job file."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -251,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = _run_parser(prog)
     elif command == "benchmark":
         parser = _benchmark_parser(prog)
+    elif command == "validate":
+        parser = _validate_parser(prog)
     elif command in ("generate", "demo"):
         parser = _generate_parser(prog, demo=command == "demo")
     else:
@@ -264,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
     if command == "benchmark":
         return _handle(console, args.verbose, lambda: _cmd_benchmark(args, console))
+    if command == "validate":
+        return _handle(console, args.verbose, lambda: _cmd_validate(args, console))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))
 
 

@@ -15,6 +15,7 @@ from summary_pipeline.result import RunResult
 
 if TYPE_CHECKING:
     from summary_pipeline.benchmark import Report
+    from summary_pipeline.validate import Validation
 
 __all__ = ["Console"]
 
@@ -27,6 +28,7 @@ _TITLES = {
     "backfill": "BACKFILL MODE",
     "rollback": "ROLLBACK",
     "maintain": "TABLE MAINTENANCE",
+    "validate": "VALIDATE",
 }
 
 
@@ -122,6 +124,27 @@ class Console:
         for name, ok in report.checks.items():
             self._print(f"{name}: {'yes' if ok else 'NO'}")
         self._print(f"Figures written to {path}")
+
+    def validation(self, report: Validation) -> None:
+        """The checklist's figures, then each check: OK, or FAIL with its count and a few offending keys."""
+        if self.json_output:
+            print(json.dumps(report.as_dict(), sort_keys=True), file=self.out, flush=True)
+            return
+        scope = f"a {report.sample:.1%} sample of accounts" if report.sample else "every account"
+        self._print(f"{report.summary_table}: {report.summary_rows:,} rows ({scope}), latest month "
+                    f"{report.latest_month}, latest base_ts {report.latest_base_ts}")
+        self._print(f"{report.latest_table}: {report.latest_rows:,} rows")
+        self._print("")
+        for check in report.checks:
+            status = "OK  " if check.ok else "FAIL"
+            count = "" if check.ok else f": {check.violations:,} violation(s)"
+            self._print(f"{status} {check.name} ({check.description}){count}")
+            for example in check.examples:
+                self._print("       " + ", ".join(f"{k}={v}" for k, v in example.items()))
+        self._print("")
+        failed = [c.name for c in report.checks if not c.ok]
+        self._print(f"Validation failed: {', '.join(failed)}" if failed else "Validation passed: every check holds")
+        self._print(RULE)
 
     def error(self, err: SummaryPipelineError | Exception, hint: str | None = None) -> None:
         """One clear error message (JSON on stdout too when asked), never a bare stack trace."""

@@ -75,6 +75,18 @@ def _slot(cfg: PipelineConfig) -> Column:
                       for i in range(len(cfg.rolling_columns))), F.col(FACT_TS).alias(FACT_TS))
 
 
+def _shifted(own: Column, base: Column, gap: Column, h: int, kind: str) -> Column:
+    """The history of a row ``gap`` months after the row whose history is ``base``, when no month in between
+    has a fact: ``[own, NULL x (gap-1), base...]`` cut to H. With no base (NULL), ``[own, NULL, ...]``.
+
+    Three array functions, which Spark compiles, instead of H element expressions: fused with the join that
+    brings the base, H expressions per array overflow Java's 64 KB method limit.
+    """
+    nulls = F.array_repeat(F.lit(None).cast(kind), F.least(F.coalesce(gap, F.lit(h)), F.lit(h)) - 1)
+    older = F.coalesce(base, F.array().cast(f"array<{kind}>"))
+    return F.slice(F.concat(F.array(own.cast(kind)), nulls, older), 1, h)
+
+
 def _dense(facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """``facts`` plus a filler row (``_sp_slot`` NULL, not emitted) for every month missing between two facts
     of an account, so that the k-th row before a row is exactly k months earlier.
@@ -118,29 +130,33 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig, *, alone: bool = False) 
     for r in cfg.rolling_columns:
         if base_history(r.history_column) not in facts.columns:
             facts = facts.withColumn(base_history(r.history_column), F.lit(None).cast(f"array<{r.spark_type}>"))
+    m = F.col(MONTH_INDEX)
+    types = {r.history_column: r.spark_type for r in cfg.rolling_columns}
     if alone:
-        lagged, depth = facts.withColumn("_sp_back0", _slot(cfg)), 1
+        # The row's own value, the months between it and its base (none of them a fact: NULL), then the base.
+        slot, gap = _slot(cfg), m - F.col(BASE_MONTH)
+        histories = {name: _shifted(slot[rolling_field(i)], F.col(base_history(name)), gap, h, types[name])
+                     for i, name in enumerate(types)}
+        # The base's fact timestamps still inside this row's window: its first H-(m - last month).
+        kept = F.greatest(F.lit(h) - (m - F.col(BASE_TS_MONTH)), F.lit(0))
+        rows, row_ts = facts, F.greatest(F.col(FACT_TS), F.array_max(F.slice(F.col(BASE_TS), F.lit(1), kept)))
     else:
         by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
-        lags = (F.lag("_sp_slot", k).over(by_month).alias(f"_sp_back{k}") for k in range(1, h))
-        lagged, depth = _dense(facts, cfg).select("*", F.col("_sp_slot").alias("_sp_back0"), *lags), h
-    m = F.col(MONTH_INDEX)
+        back = [F.col("_sp_slot")] + [F.lag("_sp_slot", k).over(by_month) for k in range(1, h)]
+        rows = _dense(facts, cfg).select("*", *(col.alias(f"_sp_back{k}") for k, col in enumerate(back)))
 
-    def back(k: int, field: str) -> list[Column]:
-        """The field of the row k months back, when the frame has it (else only the base can say)."""
-        return [F.col(f"_sp_back{k}")[field]] if k < depth else []
+        def history(i: int, name: str) -> Column:
+            base = F.col(base_history(name))
+            return F.array(*(F.coalesce(F.col(f"_sp_back{k}")[rolling_field(i)],
+                                        _anchored(base, F.col(BASE_MONTH), m - k, h)) for k in range(h)))
 
-    def history(i: int) -> Column:
-        base = F.col(base_history(cfg.rolling_columns[i].history_column))
-        return F.array(*(F.coalesce(*back(k, rolling_field(i)), _anchored(base, F.col(BASE_MONTH), m - k, h))
-                         for k in range(h)))
-
-    histories = {r.history_column: history(i).cast(f"array<{r.spark_type}>") for i, r in enumerate(cfg.rolling_columns)}
-    # The base's fact timestamps still inside this row's window: indexes up to H-1-(m - last month).
-    base_ts = [F.when(F.lit(j) <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), F.col(BASE_TS)[j]) for j in range(h)]
-    row_ts = F.greatest(*base_ts, *(c for k in range(h) for c in back(k, FACT_TS)))
+        histories = {name: history(i, name).cast(f"array<{kind}>") for i, (name, kind) in enumerate(types.items())}
+        # The base's fact timestamps still inside this row's window: indexes up to H-1-(m - last month).
+        base_ts = [F.when(F.lit(j) <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), F.col(BASE_TS)[j])
+                   for j in range(h)]
+        row_ts = F.greatest(*base_ts, *(F.col(f"_sp_back{k}")[FACT_TS] for k in range(h)))
     values = [row_ts.alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
-    built = lagged.where(F.col(EMIT)).select(
+    built = rows.where(F.col(EMIT)).select(
         *values,
         *(col.alias(name) for name, col in histories.items()),
         F.col(FACT_TS),

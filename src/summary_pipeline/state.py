@@ -21,10 +21,10 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.facts import FACT_TS, FROM_BATCH, VERSION, version_columns
 from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rank_fields, rolling_field
 
-__all__ = ["facts_from_rows", "versions_from_deletes", "versions_from_rows"]
+__all__ = ["facts_from_rows", "rolling_from_row", "versions_from_deletes", "versions_from_rows"]
 
 
-def _rolling_from_row(cfg: PipelineConfig, i: int) -> Column:
+def rolling_from_row(cfg: PipelineConfig, i: int) -> Column:
     """Rolling value i of the version a summary row shows: its column when it has one, else the copy kept in
     ``_sp_version``. Never the history arrays, so reading state does not decode them."""
     r = cfg.rolling_columns[i]
@@ -43,7 +43,7 @@ def versions_from_rows(rows: DataFrame, cfg: PipelineConfig) -> DataFrame:
     return rows.select(
         *(v[f].alias(f) for f in rank_fields(cfg)),
         *values,
-        *(_rolling_from_row(cfg, i).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
+        *(rolling_from_row(cfg, i).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
         F.lit(True).alias(ACTIVE),
         month_index(F.col(cfg.month)).alias(MONTH_INDEX),
         F.lit(False).alias(FROM_BATCH),
@@ -65,7 +65,7 @@ def facts_from_rows(rows: DataFrame, cfg: PipelineConfig) -> DataFrame:
     active = is_active(cfg)
     return rows.select(
         *cfg.value_columns,
-        *(F.when(active, _rolling_from_row(cfg, i)).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
+        *(F.when(active, rolling_from_row(cfg, i)).alias(rolling_field(i)) for i in range(len(cfg.rolling_columns))),
         F.col(FACT_TS),
         month_index(F.col(cfg.month)).alias(MONTH_INDEX),
         active.alias(ACTIVE),
