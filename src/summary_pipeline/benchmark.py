@@ -35,7 +35,7 @@ from summary_pipeline.generate import create_source_table, generate_versions
 from summary_pipeline.prepare import month_index
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import read_watermark, run
-from summary_pipeline.tables import ensure_namespace
+from summary_pipeline.tables import ensure_namespace, replace_table
 
 __all__ = ["PROFILES", "TARGETS", "Profile", "Report", "make_batch", "meets", "run_benchmark", "write_json"]
 
@@ -201,18 +201,28 @@ def _floor(spark: SparkSession, cfg: PipelineConfig, watermark: dt.datetime, bat
     """Read what the incremental run had to read and write as many rows as it wrote, with no logic.
 
     The reads are the batch, latest_summary, and the correction windows' month partitions with the columns
-    the run reads there (no history arrays or grids, see ``runner.summary_window``)."""
+    the run reads there (no history arrays or grids, see ``runner.summary_window``). The writes are rows as wide
+    as the run's (latest_summary rows, with every history array), drawn at random from latest_summary, which the
+    run reads anyway, and spread over the window's months, written like the run writes (month partitions, the
+    layout's properties, every task in parallel). (Sampling the window's own rows instead would read their
+    arrays, which the run never does; a ``limit`` would funnel every row through one task.)"""
     noop = {"format": "noop", "mode": "overwrite"}
     batch = spark.table(cfg.source_table).where(F.col(cfg.ts) > F.lit(watermark))
     batch.write.save(**noop)
-    spark.table(cfg.latest_history_table).write.save(**noop)
+    latest = spark.table(cfg.latest_history_table)
+    latest.write.save(**noop)
     months = window_months(batch_months, cfg.history_length)
     window = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
     window.select(*cfg.value_columns, FACT_TS, VERSION).write.save(**noop)
     ns = cfg.destination_table.rsplit(".", 1)[0]
-    window.limit(result.summary_rows_written).writeTo(f"{ns}.floor_summary").using("iceberg").createOrReplace()
-    (spark.table(cfg.latest_history_table).limit(result.latest_rows_written)
-     .writeTo(f"{ns}.floor_latest").using("iceberg").createOrReplace())
+    total = max(latest.count(), 1)
+    month = F.element_at(F.array(*(F.lit(m) for m in months)),
+                         (F.pmod(F.xxhash64(F.col(cfg.key), F.rand(SEED)), F.lit(len(months))) + 1).cast("int"))
+    rows = latest.sample(withReplacement=True, fraction=result.summary_rows_written / total, seed=SEED)
+    replace_table(rows.withColumn(cfg.month, month), f"{ns}.floor_summary", partition_by=cfg.month,
+                  properties=cfg.layout.properties())
+    rows = latest.sample(withReplacement=False, fraction=min(1.0, result.latest_rows_written / total), seed=SEED)
+    replace_table(rows, f"{ns}.floor_latest", properties=cfg.layout.properties())
     return int(batch.count())
 
 
