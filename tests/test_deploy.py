@@ -9,7 +9,6 @@ installed. The shell script runs for real against the embedded Spark.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import runpy
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import assert_matches_oracle, load_source, new_config, reference_raw, version
+from factories import assert_matches_oracle, config_file, load_source, new_config, version
 from summary_pipeline import cli
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
@@ -160,11 +159,7 @@ def test_the_production_script_runs_backfill_forward_and_validate(spark: SparkSe
     batch = [version(1, "2025-11", 999, ts=now), version(1, "2026-01", 4, ts=now), version(2, "2026-01", 5, ts=now)]
     load_source(spark, cfg, batch)
 
-    raw = reference_raw()
-    raw.update(source_table=cfg.source_table, destination_table=cfg.destination_table,
-               latest_history_table=cfg.latest_history_table)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(raw))
+    config = config_file(cfg, tmp_path)
     warehouse = spark.conf.get(f"spark.sql.catalog.{cfg.catalog_name}.warehouse")
     env = {**os.environ, "PIPELINE": f"{sys.executable} -m summary_pipeline",
            "PIPELINE_ARGS": f"--warehouse {warehouse}", "LOG_DIR": str(tmp_path / "logs"), "SAMPLE": "1"}

@@ -39,21 +39,15 @@ with DAG(
     catchup=False,
     max_active_runs=1,
 ) as dag:
-    run_incremental = SparkSubmitOperator(
-        task_id="run_summary_incremental",
-        conn_id=CONN_ID,
-        application=JOB,
-        conf=SPARK_CONF,
-        name="summary-pipeline-incremental",
-        application_args=["--config", CONFIG, "--mode", "incremental"],
-    )
-    validate = SparkSubmitOperator(
-        task_id="validate_results",
-        conn_id=CONN_ID,
-        application=JOB,
-        conf=SPARK_CONF,
-        name="summary-pipeline-validate",
-        application_args=["validate", "--config", CONFIG, "--sample", "0.01"],
-    )
+
+    def submit(task_id: str, name: str, *pipeline_args: str) -> SparkSubmitOperator:
+        """A task that submits the pipeline's job file with ``pipeline_args`` and waits for it."""
+        return SparkSubmitOperator(task_id=task_id, conn_id=CONN_ID, application=JOB, conf=SPARK_CONF, name=name,
+                                   application_args=list(pipeline_args))
+
+    run_incremental = submit("run_summary_incremental", "summary-pipeline-incremental",
+                             "--config", CONFIG, "--mode", "incremental")
+    validate = submit("validate_results", "summary-pipeline-validate",
+                      "validate", "--config", CONFIG, "--sample", "0.01")
 
     run_incremental >> validate
