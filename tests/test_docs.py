@@ -1,0 +1,73 @@
+"""The user docs are checked against the code: every config key, command, flag, ledger column, check and metric the
+code has is documented, so the docs cannot silently fall behind."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from summary_pipeline import cli
+from summary_pipeline.config import PipelineConfig
+from summary_pipeline.ledger import COLUMNS
+from summary_pipeline.metrics import SPARK_FIGURES
+from summary_pipeline.validate import CHECKS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DOC = (ROOT / "docs" / "config.md").read_text()
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+USER_DOCS = (ROOT / "README.md").read_text() + OPERATIONS
+
+
+def _nested_keys(model: type[BaseModel]) -> set[str]:
+    """Keys of the config models nested in ``model`` (``layout``'s, ``rolling_columns[]``'s, ...)."""
+    keys = set()
+    for info in model.model_fields.values():
+        kind = info.annotation
+        for candidate in (kind, *getattr(kind, "__args__", ())):
+            for inner in (candidate, *getattr(candidate, "__args__", ())):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    keys |= {i.alias or n for n, i in inner.model_fields.items()} | _nested_keys(inner)
+    return keys
+
+
+@pytest.mark.parametrize("key", sorted(i.alias or n for n, i in PipelineConfig.model_fields.items()))
+def test_every_config_key_is_in_the_config_reference(key: str) -> None:
+    assert f"`{key}`" in CONFIG_DOC
+
+
+@pytest.mark.parametrize("key", sorted(_nested_keys(PipelineConfig)))
+def test_every_nested_config_key_is_in_the_config_reference(key: str) -> None:
+    assert re.search(rf"\b{key}\b", CONFIG_DOC), key
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    return {
+        "run": cli._run_parser("summary-pipeline"),
+        "generate": cli._generate_parser("generate", demo=False),
+        "benchmark": cli._benchmark_parser("benchmark"),
+        "validate": cli._validate_parser("validate"),
+        "inspect": cli._inspect_parser("inspect"),
+        **{c: cli._ledger_parser(c, c) for c in ("runs", "rollback", "unlock", "maintain")},
+    }
+
+
+def test_every_command_and_flag_is_documented() -> None:
+    missing = [command for command in cli.SUBCOMMANDS
+               if command != "run" and f"summary-pipeline {command}" not in USER_DOCS]
+    missing += [f"{command} {flag}" for command, parser in _parsers().items() for action in parser._actions
+                for flag in action.option_strings
+                if flag.startswith("--") and flag not in ("--help", "--version") and flag not in USER_DOCS]
+    assert missing == []
+
+
+def test_every_ledger_column_check_and_metric_is_in_the_operations_guide() -> None:
+    for name, _ in COLUMNS:
+        assert f"`{name}`" in OPERATIONS or f"`{name}`," in OPERATIONS, name
+    for name, _, _ in CHECKS:
+        assert f"`{name}`" in OPERATIONS, name
+    for name in (*SPARK_FIGURES, "invalid_dates", "null_arrays", "partitions_written", "spark_jobs", "spark_stages"):
+        assert name in OPERATIONS, name
