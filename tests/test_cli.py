@@ -63,7 +63,9 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
     assert "Case III (Backfill): 2" in demo.stdout  # accounts 1 and 2
     assert "Production checklist:" in demo.stdout
     again = cli("--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--mode", "initial",
-                "--output", "json", cwd=tmp_path)
+                "--output", "json", "--log-format", "json", cwd=tmp_path)
     assert again.returncode == 2
     assert "--replace" in again.stderr and "Traceback" not in again.stderr
     assert json.loads(again.stdout.splitlines()[-1])["status"] == "failed"
+    logged = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    assert any(r["level"] == "ERROR" and "--replace" in r["message"] for r in logged)

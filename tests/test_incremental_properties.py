@@ -24,7 +24,7 @@ from summary_pipeline.runner import run
 
 pytestmark = pytest.mark.spark
 
-SPARK_EXAMPLES = 40 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 4
+SPARK_EXAMPLES = 40 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 3
 
 
 def _valid(row: dict[str, Any]) -> bool:

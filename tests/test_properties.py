@@ -22,7 +22,7 @@ from summary_pipeline.runner import run
 
 pytestmark = pytest.mark.spark
 
-SPARK_EXAMPLES = 60 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 8
+SPARK_EXAMPLES = 60 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 6
 
 
 @settings(max_examples=SPARK_EXAMPLES)
