@@ -43,6 +43,16 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
 
 
 @pytest.fixture
+def cli_in_process(spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    """``summary_pipeline.cli.main`` run in this process on the shared session (which it must not stop)."""
+    from summary_pipeline import cli
+
+    monkeypatch.setattr(cli, "_session", lambda *_args, **_kw: spark)
+    monkeypatch.setattr(spark, "stop", lambda: None)
+    return cli.main
+
+
+@pytest.fixture
 def make_config() -> Callable[..., PipelineConfig]:
     """Factory: the reference config with unique table names (one namespace per call) and overrides."""
     return new_config

@@ -92,6 +92,16 @@ def load_source(spark: SparkSession, cfg: PipelineConfig, versions: Iterable[Map
         spark.createDataFrame(rows, SOURCE_SCHEMA).writeTo(cfg.source_table).append()
 
 
+def config_file(cfg: PipelineConfig, directory: Path) -> Path:
+    """The reference config with ``cfg``'s table names, as a file the CLI (or a subprocess) can read."""
+    raw = reference_raw()
+    raw.update(source_table=cfg.source_table, destination_table=cfg.destination_table,
+               latest_history_table=cfg.latest_history_table)
+    path = directory / f"{cfg.destination_table.replace('.', '_')}.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
 def oracle_config(cfg: PipelineConfig) -> dict[str, Any]:
     """The config as the seed-format dict the oracle reads."""
     return cfg.model_dump(by_alias=True, mode="json")

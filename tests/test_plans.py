@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from factories import load_source, new_config, version
 from summary_pipeline.engine import account_classes, month_name
 from summary_pipeline.preflight import read_source
-from summary_pipeline.prepare import RAW, REJECT, prepare
+from summary_pipeline.prepare import INVALID_DATES, RAW, REJECT, prepare
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run, summary_window
 from summary_pipeline.tables import snapshot_ids
@@ -26,7 +26,7 @@ LATER = dt.datetime(2026, 3, 1)
 def _batch(spark: SparkSession, cfg, rows):  # type: ignore[no-untyped-def]
     load_source(spark, cfg, rows)
     source = read_source(spark, cfg).where(F.col("base_ts") >= F.lit(LATER))
-    batch = prepare(source, cfg).where(F.col(REJECT).isNull()).drop(REJECT, RAW)
+    batch = prepare(source, cfg).where(F.col(REJECT).isNull()).drop(REJECT, RAW, INVALID_DATES)
     return batch, account_classes(batch, spark.table(cfg.latest_history_table), cfg)
 
 

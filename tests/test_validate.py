@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import T0, load_source, new_config, reference_raw, version
-from summary_pipeline import cli
+from factories import T0, config_file, load_source, new_config, version
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
@@ -67,7 +67,7 @@ CORRUPTIONS: dict[str, tuple[str, dict[str, tuple[int, str | None, str]]]] = {
         "UPDATE {summary} SET balance_am_history = slice(balance_am_history, 1, 35) "
         "WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2025-02'",
         {"array_length": (1, "2025-02", "summary.balance_am_history"),
-         "shifted": (1, "2025-03", "balance_am_history")}),
+         "shifted": (1, "2025-02", "balance_am_history")}),
     "a shifted array": (
         "UPDATE {summary} SET balance_am_history = concat(slice(balance_am_history, 1, 1), array(NULL), "
         "slice(balance_am_history, 2, 34)) WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2025-04'",
@@ -89,8 +89,8 @@ CORRUPTIONS: dict[str, tuple[str, dict[str, tuple[int, str | None, str]]]] = {
         "WHERE cons_acct_key = 2 AND rpt_as_of_mo = '2025-03'",
         {"grids": (2, "2025-03", "payment_history_grid")}),
     "a base_ts that is not its window's greatest": (
-        "UPDATE {summary} SET base_ts = base_ts - INTERVAL 1 DAY WHERE cons_acct_key = 2 AND rpt_as_of_mo = '2025-05'",
-        {"base_ts": (2, "2025-05", "base_ts")}),
+        "UPDATE {summary} SET base_ts = base_ts - INTERVAL 1 DAY WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2025-03'",
+        {"base_ts": (1, "2025-03", "base_ts")}),
 }
 
 
@@ -115,25 +115,20 @@ def test_a_sample_checks_whole_accounts(spark: SparkSession, built: PipelineConf
     assert report.summary_rows < 10  # some accounts left out, and whole: no check sees half an account
 
 
-def test_the_command_exits_1_and_names_the_offending_keys(spark: SparkSession, tables: Any,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    cfg, summary, latest = tables
-    raw = reference_raw()
-    raw.update(source_table=cfg.source_table, destination_table=summary, latest_history_table=latest)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(raw))
-    monkeypatch.setattr(cli, "_session", lambda *_args, **_kw: spark)
-    monkeypatch.setattr(spark, "stop", lambda: None)  # the test session is shared
-    assert cli.main(["validate", "--config", str(config)]) == 0
+def test_the_command_exits_1_and_names_the_offending_keys(spark: SparkSession, tables: Any, tmp_path: Path,
+                                                          cli_in_process: Callable[..., int],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, summary, _ = tables
+    config = str(config_file(cfg, tmp_path))
+    assert cli_in_process(["validate", "--config", config]) == 0
     out = capsys.readouterr().out
     assert "SUMMARY PIPELINE - VALIDATE" in out and "OK   index_zero" in out and "Validation passed" in out
     spark.sql(f"UPDATE {summary} SET balance_am = 999 WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2025-02'")
-    assert cli.main(["validate", "--config", str(config)]) == 1
+    assert cli_in_process(["validate", "--config", config]) == 1
     out = capsys.readouterr().out
     assert "FAIL index_zero" in out and "cons_acct_key=1, rpt_as_of_mo=2025-02" in out
     assert "Validation failed: index_zero" in out
-    assert cli.main(["validate", "--config", str(config), "--output", "json", "--sample", "1"]) == 1
+    assert cli_in_process(["validate", "--config", config, "--output", "json", "--sample", "1"]) == 1
     report = json.loads(capsys.readouterr().out)
     zero = next(c for c in report["checks"] if c["name"] == "index_zero")
     assert report["ok"] is False and zero["violations"] == 1 and zero["examples"][0]["cons_acct_key"] == "1"

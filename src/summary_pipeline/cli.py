@@ -6,6 +6,7 @@ Two forms, as the seed shows::
     summary-pipeline generate|demo --config summary_config.json ...            # synthetic data, the demo
     summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
     summary-pipeline validate --config summary_config.json [--sample 0.01]      # check the tables
+    summary-pipeline inspect --config summary_config.json --account 42          # one account, month by month
     summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
@@ -16,10 +17,13 @@ usage.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from summary_pipeline import __version__
@@ -33,7 +37,8 @@ __all__ = ["main"]
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "maintain", "benchmark", "validate")
+SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "maintain", "benchmark", "validate",
+               "inspect")
 
 
 def _month(text: str) -> str:
@@ -45,7 +50,10 @@ def _month(text: str) -> str:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="path to the config JSON (the seed's format)")
     parser.add_argument("--warehouse", help="warehouse directory of the embedded catalog (default ./warehouse)")
-    parser.add_argument("--output", choices=("text", "json"), default="text", help="human text or JSON")
+    parser.add_argument("--output", choices=("text", "json"), default="text",
+                        help="the final report on stdout: human text or one JSON object")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="progress and log lines on stderr as JSON objects, one per line (default: text)")
     parser.add_argument("--verbose", action="store_true", help="debug logs and full tracebacks")
 
 
@@ -61,6 +69,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="read, classify and print the plan; write nothing")
     parser.add_argument("--replace", action="store_true",
                         help="let initial replace summary tables that already hold data")
+    parser.add_argument("--metrics-file", help="also write the run's figures (the ledger row's) to this JSON file")
     parser.add_argument("--version", action="version", version=f"summary-pipeline {__version__}")
     return parser
 
@@ -128,13 +137,36 @@ def _validate_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+def _inspect_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="show one account's months from summary and "
+                                     "latest_summary: values, flags (latest, tombstone), base_ts, grids, history")
+    _common(parser)
+    parser.add_argument("--account", required=True, help="the account key")
+    return parser
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log record: time (UTC, ISO 8601), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds")
+        data = {"time": when, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def _setup_logging(verbose: bool, json_logs: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if json_logs else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:
         log.setLevel(logging.WARNING)
+    # The console's lines, as log records when --log-format json asks for them (see Console).
+    logging.getLogger("summary_pipeline.progress").setLevel(logging.INFO)
 
 
 def _spark_error_message(err: Exception) -> str | None:
@@ -187,6 +219,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     finally:
         spark.stop()
     console.finished(result)
+    if args.metrics_file:
+        path = Path(args.metrics_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.as_dict(), default=str, sort_keys=True, indent=2))
     return 0
 
 
@@ -242,8 +278,6 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
 
 
 def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
-
     from summary_pipeline.benchmark import PROFILES, run_benchmark, write_json
 
     cfg = load_config(args.config)
@@ -273,6 +307,19 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
+    from summary_pipeline.inspect_account import inspect_account
+
+    cfg = load_config(args.config)
+    spark = _session(cfg, args.warehouse)
+    try:
+        view = inspect_account(spark, cfg, args.account)
+    finally:
+        spark.stop()
+    console.account(view)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``summary-pipeline``, ``python -m summary_pipeline`` and the spark-submit job file."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -286,13 +333,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = _benchmark_parser(prog)
     elif command == "validate":
         parser = _validate_parser(prog)
+    elif command == "inspect":
+        parser = _inspect_parser(prog)
     elif command in ("generate", "demo"):
         parser = _generate_parser(prog, demo=command == "demo")
     else:
         parser = _ledger_parser(prog, command)
     args = parser.parse_args(args_list)
-    _setup_logging(args.verbose)
-    console = Console(json_output=args.output == "json")
+    _setup_logging(args.verbose, json_logs=args.log_format == "json")
+    console = Console(json_output=args.output == "json", json_logs=args.log_format == "json")
     if command == "run":
         return _handle(console, args.verbose, lambda: _cmd_run(args, console))
     if command in ("generate", "demo"):
@@ -301,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_benchmark(args, console))
     if command == "validate":
         return _handle(console, args.verbose, lambda: _cmd_validate(args, console))
+    if command == "inspect":
+        return _handle(console, args.verbose, lambda: _cmd_inspect(args, console))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))
 
 

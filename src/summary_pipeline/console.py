@@ -7,6 +7,7 @@ phase, the total minutes.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -15,9 +16,12 @@ from summary_pipeline.result import RunResult
 
 if TYPE_CHECKING:
     from summary_pipeline.benchmark import Report
+    from summary_pipeline.inspect_account import AccountView
     from summary_pipeline.validate import Validation
 
 __all__ = ["Console"]
+
+_progress = logging.getLogger("summary_pipeline.progress")
 
 RULE = "=" * 80
 
@@ -33,15 +37,24 @@ _TITLES = {
 
 
 class Console:
-    """Human output on stdout (or JSON with ``json_output``); errors on stderr."""
+    """Human output on stdout (or one JSON report with ``json_output``); errors on stderr.
 
-    def __init__(self, json_output: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    With ``json_logs`` the human lines become log records of the ``summary_pipeline.progress`` logger (which the
+    CLI formats as JSON objects on stderr), so a log collector gets every line machine-readable.
+    """
+
+    def __init__(self, json_output: bool = False, out: TextIO | None = None, err: TextIO | None = None,
+                 json_logs: bool = False) -> None:
         self.json_output = json_output
+        self.json_logs = json_logs
         self.out = out or sys.stdout
         self.err = err or sys.stderr
 
     def _print(self, text: str = "") -> None:
-        if not self.json_output:
+        if self.json_logs:
+            if text.strip() and set(text.strip()) != {"="}:
+                _progress.info(text.strip())
+        elif not self.json_output:
             print(text, file=self.out, flush=True)
 
     def progress(self, line: str) -> None:
@@ -146,12 +159,33 @@ class Console:
         self._print(f"Validation failed: {', '.join(failed)}" if failed else "Validation passed: every check holds")
         self._print(RULE)
 
+    def account(self, view: AccountView) -> None:
+        """One account: its summary months (newest first), then its latest row's history, month by month."""
+        if self.json_output:
+            print(json.dumps(view.as_dict(), default=str, sort_keys=True), file=self.out, flush=True)
+            return
+        span = f"{view.months[-1]['month']} to {view.months[0]['month']}" if view.months else "none"
+        self._print(f"Account {view.key}: {len(view.months)} month(s) in {view.summary_table} ({span}); "
+                    f"{view.latest_table}: {view.latest_month or 'no row'}"
+                    + (f", base_ts {view.latest_base_ts}" if view.latest_month else ""))
+        self._print("")
+        self.table(f"{view.summary_table} rows, newest first (rolling columns show the month's own value)",
+                   [{k: "" if v is None else v for k, v in row.items()} for row in view.months])
+        if view.latest_month:
+            self._print("")
+            self.table(f"History arrays of the {view.latest_table} row ({view.latest_month}): index k is k "
+                       "months earlier; months with no value in any array are left out",
+                       [{k: "" if v is None else v for k, v in row.items()} for row in view.history])
+
     def error(self, err: SummaryPipelineError | Exception, hint: str | None = None) -> None:
         """One clear error message (JSON on stdout too when asked), never a bare stack trace."""
         text = str(err)
         if self.json_output:
             print(json.dumps({"status": "failed", "error": text, "type": type(err).__name__}),
                   file=self.out, flush=True)
+        if self.json_logs:
+            _progress.error(text + (f" ({hint})" if hint else ""))
+            return
         print(f"error: {text}", file=self.err, flush=True)
         if hint:
             print(hint, file=self.err, flush=True)

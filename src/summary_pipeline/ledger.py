@@ -48,6 +48,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("snapshots_before", "map<string,bigint>"),
     ("snapshots_after", "map<string,bigint>"),
     ("timings", "map<string,double>"),
+    ("metrics", "map<string,bigint>"),
     ("error", "string"),
     ("details", "string"),
 )
@@ -62,8 +63,17 @@ _PROPERTIES = {
 
 
 def ensure_ledger(spark: SparkSession, table: str) -> None:
-    """Create the ledger table when it is missing (a run racing to create it too is fine)."""
+    """Create the ledger table when it is missing, or add the columns a newer release records (a run racing to
+    do the same is fine)."""
     if table_exists(spark, table):
+        missing = [f"{name} {kind}" for name, kind in COLUMNS if name not in spark.table(table).columns]
+        if missing:
+            try:
+                spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({', '.join(missing)})")
+            except AnalysisException:
+                spark.catalog.refreshTable(table)
+                if any(c.split()[0] not in spark.table(table).columns for c in missing):
+                    raise
         return
     ensure_namespace(spark, table)
     props = ", ".join(f"'{k}' = '{v}'" for k, v in _PROPERTIES.items())
@@ -101,6 +111,7 @@ def _row(result: RunResult) -> dict[str, Any]:
         "snapshots_before": dict(result.snapshots_before),
         "snapshots_after": dict(result.snapshots_after),
         "timings": {k: float(v) for k, v in result.timings.items()},
+        "metrics": {k: int(v) for k, v in result.metrics.items()},
         "error": result.error,
         "details": json.dumps(details, default=str, sort_keys=True),
     }

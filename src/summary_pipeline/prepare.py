@@ -14,6 +14,7 @@ from summary_pipeline.config import PipelineConfig
 
 __all__ = [
     "ACTIVE",
+    "INVALID_DATES",
     "MONTH_INDEX",
     "RAW",
     "REJECT",
@@ -29,6 +30,8 @@ __all__ = [
 MONTH_INDEX = "_sp_m"
 ACTIVE = "_sp_active"
 REJECT = "_sp_reject"
+#: How many of a row's ``date_col_list`` dates were before year 1000 (and became NULL): a monitoring figure.
+INVALID_DATES = "_sp_invalid_dates"
 #: The raw source row of a rejected version (NULL for valid ones), for the quarantine table.
 RAW = "_sp_raw"
 
@@ -92,6 +95,8 @@ def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
         reject_reason(cfg).alias(REJECT),
         F.struct(*(F.col(f"`{c}`") for c in source.columns)).alias(RAW),
     )
+    invalid = [F.coalesce((F.year(name) < 1000).cast("int"), F.lit(0)) for name in cfg.date_col_list]
+    df = df.withColumn(INVALID_DATES, sum(invalid[1:], invalid[0]) if invalid else F.lit(0))
     for name in cfg.date_col_list:
         df = df.withColumn(name, F.when(F.year(name) >= 1000, F.col(name)))
     for step in (*cfg.column_transformations, *cfg.inferred_columns):
@@ -119,4 +124,5 @@ def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
         is_active(cfg).alias(ACTIVE),
         REJECT,
         F.when(F.col(REJECT).isNotNull(), F.col(RAW)).alias(RAW),
+        INVALID_DATES,
     )

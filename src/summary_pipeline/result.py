@@ -61,6 +61,9 @@ class RunResult:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Monitoring figures (docs/operations.md, "Metrics"): data quality of the batch and of the rows written,
+    #: partitions written, and Spark's own byte counts for the run's jobs.
+    metrics: dict[str, int] = field(default_factory=dict)
     ignored_config_keys: list[str] = field(default_factory=list)
     #: Summary months this run wrote (None: the whole table was replaced); maintenance compacts them.
     months_written: list[str] | None = field(default_factory=list)

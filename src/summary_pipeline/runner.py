@@ -54,9 +54,10 @@ from summary_pipeline.facts import (
 )
 from summary_pipeline.history import LAST_MONTH
 from summary_pipeline.ledger import committed_watermark, ledger_rows
+from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.preflight import check_against_source, read_source
-from summary_pipeline.prepare import MONTH_INDEX, RAW, REJECT, prepare
+from summary_pipeline.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, prepare
 from summary_pipeline.protocol import RunGuard, step
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.tables import ensure_namespace, is_empty, merge, replace_table, table_exists
@@ -97,12 +98,15 @@ def read_watermark(spark: SparkSession, cfg: PipelineConfig,
     return found if isinstance(found, dt.datetime) else None
 
 
-def _count_read(prepared: DataFrame) -> tuple[int, dict[str, int], dt.datetime | None]:
-    """Rows read, rejected rows per reason, and the greatest timestamp read, in one Spark job."""
-    rows = prepared.groupBy(REJECT).agg(F.count(F.lit(1)).alias("n"), F.max("_sp_ts").alias("ts")).collect()
-    total = sum(int(r["n"]) for r in rows)
-    stamps = [r["ts"] for r in rows if r["ts"] is not None]
-    return total, {str(r[REJECT]): int(r["n"]) for r in rows if r[REJECT] is not None}, max(stamps, default=None)
+def _count_read(prepared: DataFrame, result: RunResult) -> dt.datetime | None:
+    """Rows read, rejected rows per reason and dates made NULL (into ``result``), and the greatest timestamp
+    read, in one Spark job."""
+    rows = prepared.groupBy(REJECT).agg(F.count(F.lit(1)).alias("n"), F.max("_sp_ts").alias("ts"),
+                                        F.sum(INVALID_DATES).alias("dates")).collect()
+    result.source_rows = sum(int(r["n"]) for r in rows)
+    result.rejected = {str(r[REJECT]): int(r["n"]) for r in rows if r[REJECT] is not None}
+    result.metrics["invalid_dates"] = sum(int(r["dates"] or 0) for r in rows)
+    return max((r["ts"] for r in rows if r["ts"] is not None), default=None)
 
 
 def _quarantine(spark: SparkSession, cfg: PipelineConfig, prepared: DataFrame, run_id: str) -> None:
@@ -261,12 +265,9 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
     )
     for name, table, rows, keys, partition, buckets in targets:
         ensure_namespace(spark, table)
-        # Rows inserted or updated (not Iceberg's added-records, which counts every row of rewritten files).
-        written = rows.count()
+        written, months, null_arrays = _figures(rows, partition, cfg)
+        result.metrics["null_arrays"] = result.metrics.get("null_arrays", 0) + null_arrays
         replace = _replaces(spark, options, table)
-        months = None
-        if partition and written and not replace:
-            months = sorted(r[0] for r in rows.select(partition).distinct().collect())
         with _timed(result, f"write_{name}"):
             if replace:
                 guard.commit(table, partial(replace_table, rows, table, partition_by=partition, buckets=buckets,
@@ -275,7 +276,8 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
                 guard.commit(table, partial(merge, spark, rows, table, keys, months=months, month_column=partition))
         if name == "summary":
             result.summary_rows_written = written
-            result.months_written = None if replace else (months or [])
+            result.months_written = None if replace else months
+            result.metrics["partitions_written"] = len(months)
         else:
             result.latest_rows_written = written
         committed = replace or written > 0
@@ -284,6 +286,20 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
     with _timed(result, "write_deletes"):
         _write_deletes(spark, cfg, options, computed, guard)
     step("deletes")
+
+
+def _figures(rows: DataFrame, partition: str | None, cfg: PipelineConfig) -> tuple[int, list[str], int]:
+    """Rows to write, their months (when partitioned) and how many have a NULL history array, in one job.
+
+    The counts are rows inserted or updated, not Iceberg's added-records, which counts every row of the files
+    a copy-on-write MERGE rewrites.
+    """
+    nulls = [F.col(c).isNull().cast("int") for c in cfg.history_columns]
+    by = [partition] if partition else []
+    got = rows.groupBy(*by).agg(F.count(F.lit(1)).alias("n"),
+                                F.sum(sum(nulls[1:], nulls[0]) if nulls else F.lit(0)).alias("nulls")).collect()
+    months = sorted(r[partition] for r in got) if partition else []
+    return sum(int(r["n"]) for r in got), months, sum(int(r["nulls"] or 0) for r in got)
 
 
 def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
@@ -353,20 +369,23 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     source = read_source(spark, cfg)
     check_against_source(source, cfg, config_name)
     check_arguments(source, options)
-    if options.dry_run:
-        watermark = read_watermark(spark, cfg)
-        _refuse(spark, cfg, options, watermark)
-        _execute(spark, cfg, options, source, watermark, result, None, say)
-        result.status = "planned"
-    else:
-        with RunGuard(spark, cfg, result, say) as guard:
-            watermark = read_watermark(spark, cfg, guard.ledger)
+    with job_group(spark, result.run_id, options.mode):
+        if options.dry_run:
+            watermark = read_watermark(spark, cfg)
             _refuse(spark, cfg, options, watermark)
-            result.watermark_read = result.watermark_committed = watermark
-            guard.start()
-            _execute(spark, cfg, options, source, watermark, result, guard, say)
-            result.timings["total"] = round(time.monotonic() - start, 3)
-            guard.succeed(dt.datetime.now())
+            _execute(spark, cfg, options, source, watermark, result, None, say)
+            result.status = "planned"
+            result.metrics.update(spark_figures(spark, result.run_id))
+        else:
+            with RunGuard(spark, cfg, result, say) as guard:
+                watermark = read_watermark(spark, cfg, guard.ledger)
+                _refuse(spark, cfg, options, watermark)
+                result.watermark_read = result.watermark_committed = watermark
+                guard.start()
+                _execute(spark, cfg, options, source, watermark, result, guard, say)
+                result.metrics.update(spark_figures(spark, result.run_id))
+                result.timings["total"] = round(time.monotonic() - start, 3)
+                guard.succeed(dt.datetime.now())
     result.timings["total"] = round(time.monotonic() - start, 3)
     return result
 
@@ -381,7 +400,7 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
     began = time.monotonic()
     prepared = _materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
     try:
-        result.source_rows, result.rejected, read_max = _count_read(prepared)
+        read_max = _count_read(prepared, result)
         result.timings["read"] = round(time.monotonic() - began, 3)
         result.watermark_committed = next_watermark(options, watermark, read_max)
         if result.source_rows == 0 and options.mode != "initial":
@@ -395,7 +414,7 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
                 guard.tagged(lambda: _quarantine(spark, cfg, prepared, result.run_id))
             step("quarantine")
             _check_rejects(cfg, result)
-        batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT, RAW)
+        batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT, RAW, INVALID_DATES)
         say("")
         say("Classifying records...")
         with _timed(result, "classify"):
