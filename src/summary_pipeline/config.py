@@ -210,8 +210,9 @@ class Layout(_Model):
         return out
 
     def settings(self) -> dict[str, str]:
-        """Spark settings for bucketed tables: storage-partitioned joins, so a MERGE into a bucketed table
-        shuffles only the run's rows onto the table's buckets, never the table."""
+        """Spark settings for bucketed tables: storage-partitioned joins. On Spark 3.5 a MERGE into a table
+        bucketed by a transform still shuffles the table (one-side shuffle of transforms is Spark 4.0's), so
+        buckets are not recommended there; see docs/config.md."""
         if not (self.summary_buckets or self.latest_buckets):
             return {}
         return {
