@@ -30,10 +30,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     """The one SparkSession of the test run (local[2], two shuffle partitions, no UI); no test stops it.
 
     On tiny data most of a test's time is Spark compiling code for plans that run once, so this session runs
-    whole-stage plans interpreted and caches compiled classes across tests (about 15% less time for the suite).
-    Results do not depend on it. The tests that start the product as a user does (test_cli, test_kill,
-    test_deploy, test_cluster) keep whole-stage code generation, and test_cli fails on any code-generation
-    error in the log.
+    whole-stage plans interpreted and caches compiled classes across tests (15% less time on a sample of the
+    test files). Results do not depend on it. The tests that start the product as a user does (test_cli,
+    test_kill, test_deploy, test_cluster) keep whole-stage code generation, and test_cli fails on any Spark
+    ERROR line in the log, such as code that failed to compile.
     """
     warehouse = tmp_path_factory.mktemp("warehouse")
     session = build_session(
