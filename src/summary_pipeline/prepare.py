@@ -18,6 +18,7 @@ __all__ = [
     "MONTH_INDEX",
     "RAW",
     "REJECT",
+    "count_of",
     "is_active",
     "month_index",
     "prepare",
@@ -49,6 +50,11 @@ def rolling_field(i: int) -> str:
 
 def _tie_field(i: int) -> str:
     return f"_sp_tb{i}"
+
+
+def count_of(flags: list[Column]) -> Column:
+    """How many of the 0/1 integer ``flags`` are 1, as one expression (0 for none)."""
+    return sum(flags[1:], flags[0]) if flags else F.lit(0)
 
 
 def month_index(month: Column) -> Column:
@@ -96,7 +102,7 @@ def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
         F.struct(*(F.col(f"`{c}`") for c in source.columns)).alias(RAW),
     )
     invalid = [F.coalesce((F.year(name) < 1000).cast("int"), F.lit(0)) for name in cfg.date_col_list]
-    df = df.withColumn(INVALID_DATES, sum(invalid[1:], invalid[0]) if invalid else F.lit(0))
+    df = df.withColumn(INVALID_DATES, count_of(invalid))
     for name in cfg.date_col_list:
         df = df.withColumn(name, F.when(F.year(name) >= 1000, F.col(name)))
     for step in (*cfg.column_transformations, *cfg.inferred_columns):

@@ -57,7 +57,7 @@ from summary_pipeline.ledger import committed_watermark, ledger_rows
 from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.preflight import check_against_source, read_source
-from summary_pipeline.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, prepare
+from summary_pipeline.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, prepare
 from summary_pipeline.protocol import RunGuard, step
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.tables import ensure_namespace, is_empty, merge, replace_table, table_exists
@@ -297,7 +297,7 @@ def _figures(rows: DataFrame, partition: str | None, cfg: PipelineConfig) -> tup
     nulls = [F.col(c).isNull().cast("int") for c in cfg.history_columns]
     by = [partition] if partition else []
     got = rows.groupBy(*by).agg(F.count(F.lit(1)).alias("n"),
-                                F.sum(sum(nulls[1:], nulls[0]) if nulls else F.lit(0)).alias("nulls")).collect()
+                                F.sum(count_of(nulls)).alias("nulls")).collect()
     months = sorted(r[partition] for r in got) if partition else []
     return sum(int(r["n"]) for r in got), months, sum(int(r["nulls"] or 0) for r in got)
 
