@@ -16,6 +16,7 @@ from summary_pipeline.preflight import read_source
 from summary_pipeline.prepare import INVALID_DATES, RAW, REJECT, prepare
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run, summary_window
+from summary_pipeline.spark import _prefer_hash_joins
 from summary_pipeline.tables import snapshot_ids
 
 pytestmark = pytest.mark.spark
@@ -62,3 +63,15 @@ def test_dry_run_writes_nothing(spark: SparkSession) -> None:
     assert {t: snapshot_ids(spark, t) for t in tables} == before
     again = run(spark, cfg, RunOptions(mode="incremental"))  # the watermark did not move either
     assert again.case_ii == 1
+
+
+def test_the_session_prefers_hash_joins_up_to_the_advisory_size_unless_told_otherwise(spark: SparkSession) -> None:
+    threshold = "spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold"
+    assert spark.conf.get(threshold) == spark.conf.get("spark.sql.adaptive.advisoryPartitionSizeInBytes")
+    own = str(spark.conf.get(threshold))
+    try:
+        spark.conf.set(threshold, "1m")  # as a config's `spark` block or the cluster's defaults would
+        _prefer_hash_joins(spark)
+        assert spark.conf.get(threshold) == "1m"
+    finally:
+        spark.conf.set(threshold, own)
