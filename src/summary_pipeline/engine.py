@@ -182,21 +182,27 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
                    .withColumn(EMIT, in_touched_window(F.col(TOUCHED), F.col(MONTH_INDEX), h, before=False))
                    .drop(TOUCHED))
         window_facts = window_facts.unionByName(context, allowMissingColumns=True)
-    summary = built = materialize(summary_rows(window_facts, cfg).unionByName(alone))
+    built = materialize(summary_rows(window_facts, cfg).unionByName(alone, allowMissingColumns=True))
+    summary = built.drop(LAST_MONTH, TS_HISTORY)
 
+    # An active alone row is its account's new latest row, complete (see summary_rows); the other accounts'
+    # latest rows are chosen among their candidates, and kept only where they changed.
+    own = built.where(F.col(TS_HISTORY).isNotNull())
+    rest = built.where(F.col(TS_HISTORY).isNull())
+    old = state.latest.join(own.select(cfg.key), cfg.key, "left_anti") if state.latest is not None else None
     has_row = F.col(KIND) != KIND_IGNORED_DELETE
     touched_facts = facts.select(cfg.key, MONTH_INDEX, F.when(has_row, F.col(FACT_TS)).alias(FACT_TS),
                                  has_row.alias("_sp_has_row"))
-    candidates = [built]
-    if state.latest is not None:
-        candidates.append(state.latest)
-    older = fallback(built)
+    candidates = [rest]
+    if old is not None:
+        candidates.append(old)
+    older = fallback(summary)
     if older is not None:
         candidates.append(older)
-    latest = latest_rows([c.select(*cfg.latest_columns) for c in candidates], touched_facts, state.latest, cfg)
-    if state.latest is not None:
-        latest = _changed(latest, state.latest, [cfg.key])
-    latest = materialize(latest)
+    chosen = latest_rows([c.select(*cfg.latest_columns) for c in candidates], touched_facts, old, cfg)
+    if old is not None:
+        chosen = _changed(chosen, old, [cfg.key])
+    latest = materialize(own.select(*cfg.latest_columns, LAST_MONTH, TS_HISTORY).unionByName(chosen))
 
     new_deletes = facts.where(F.col(DELETE).isNotNull()).select(F.col(DELETE + ".*"))
     if state.deletes is not None:

@@ -119,7 +119,10 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig, *, alone: bool = False) 
 
     ``alone`` says every account has a single fact row (with its base): the usual next month of a nightly
     run. Its history is its own values and its base's, so the rows are built where they are, with no shuffle,
-    sort or window.
+    sort or window. An active alone row is then also its account's new latest_summary row (its month is after
+    every month the account has), so it carries that row's internal columns too: ``_sp_last_month`` (its
+    month) and ``_sp_ts_history`` (its timestamp, then the base's, shifted like the arrays); both are NULL for a
+    tombstone, whose account's latest row :func:`latest_rows` must choose.
     """
     h = cfg.history_length
     if EMIT not in facts.columns:
@@ -140,6 +143,9 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig, *, alone: bool = False) 
         # The base's fact timestamps still inside this row's window: its first H-(m - last month).
         kept = F.greatest(F.lit(h) - (m - F.col(BASE_TS_MONTH)), F.lit(0))
         rows, row_ts = facts, F.greatest(F.col(FACT_TS), F.array_max(F.slice(F.col(BASE_TS), F.lit(1), kept)))
+        ts_history = _shifted(F.col(FACT_TS), F.col(BASE_TS), m - F.col(BASE_TS_MONTH), h, "timestamp")
+        latest: dict[str, Column] = {LAST_MONTH: F.when(F.col(ACTIVE), m),
+                                     TS_HISTORY: F.when(F.col(ACTIVE), ts_history)}
     else:
         by_month = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX)
         back = [F.col("_sp_slot")] + [F.lag("_sp_slot", k).over(by_month) for k in range(1, h)]
@@ -155,16 +161,18 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig, *, alone: bool = False) 
         base_ts = [F.when(F.lit(j) <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), F.col(BASE_TS)[j])
                    for j in range(h)]
         row_ts = F.greatest(*base_ts, *(F.col(f"_sp_back{k}")[FACT_TS] for k in range(h)))
+        latest = {}
     values = [row_ts.alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
     built = rows.where(F.col(EMIT)).select(
         *values,
         *(col.alias(name) for name, col in histories.items()),
         F.col(FACT_TS),
         F.col(VERSION),
+        *(col.alias(name) for name, col in latest.items()),
     )
     grids = {g.name: grid(F.col(f"{g.mapper_rolling_column}_history"), g, h) for g in cfg.grid_columns}
     return built.select(*cfg.value_columns, *histories, *(col.alias(name) for name, col in grids.items()),
-                        FACT_TS, VERSION)
+                        FACT_TS, VERSION, *latest)
 
 
 def latest_rows(candidates: list[DataFrame], touched: DataFrame, old: DataFrame | None, cfg: PipelineConfig
