@@ -44,6 +44,7 @@ def _state() -> list[dict[str, Any]]:
     rows += [v(10, m, i, ts=OLD) for i, m in enumerate(months("2021-01", 60))]  # 2021-01 .. 2025-12
     rows += [v(11, "2025-10", 1, ts=OLD), v(11, "2025-11", 2, ts=OLD), v(11, "2025-12", 3, ts=OLD, soft_del_cd="1"),
              v(11, "2025-12", 33, ts=OLD - dt.timedelta(hours=1))]  # a tombstone after the latest active month
+    rows += [v(12, "2025-12", 7, ts=OLD)]
     return rows
 
 
@@ -64,7 +65,8 @@ def _batch() -> list[dict[str, Any]]:
     rows += [v(93, "2025-12", 2, ts=NEW, soft_del_cd="1")]  # 9. delete the latest; the next is 71 months back
     rows += [v(10, "2021-06", -1, ts=NEW), v(10, "2025-12", 77, ts=NEW)]  # >36 months back; the latest month
     rows += [v(11, "2026-01", 4, ts=NEW)]  # forward after a trailing tombstone
-    return rows
+    rows += [v(12, "2026-01", 8, ts=NEW), v(12, "2026-01", 8, ts=NEW + dt.timedelta(hours=1), soft_del_cd="1")]
+    return rows  # 12: the next month arrives deleted, so the latest row stays 2025-12 (and its last month moves)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +102,8 @@ def test_case_counts(scenario: Any) -> None:
     assert result.case_iv == 11 + 47
     assert result.case_ii == 1 + 1 + 1 + 3 + 1  # accounts 1, 2, 3, 4 (three months), 11
     assert result.case_iii == 1 + 1 + 1 + 2  # 1, 2, 7, 10 (two)
-    assert result.soft_deletes_applied == 3 and result.soft_deletes_ignored == 1
-    assert result.duplicates_dropped == 2
+    assert result.soft_deletes_applied == 4 and result.soft_deletes_ignored == 1  # 9, 91, 93, 12; 92
+    assert result.duplicates_dropped == 3  # 8 (two), 12 (the version under its delete)
 
 
 def test_seed_example_backfill_then_forward(tables: Any) -> None:
@@ -151,6 +153,7 @@ def test_old_and_latest_month_corrections(tables: Any) -> None:
     assert summary[(10, "2025-12")]["balance_am_history"][0] == 77
     assert latest[10]["balance_am"] == 77
     assert summary[(11, "2026-01")]["balance_am_history"][:4] == [4, None, 2, 1]
+    assert summary[(12, "2026-01")]["soft_del_cd"] == "1" and latest[12]["rpt_as_of_mo"] == "2025-12"
 
 
 def test_rerun_without_new_versions_changes_nothing(spark: SparkSession, scenario: Any) -> None:
@@ -175,7 +178,8 @@ def test_writes_exactly_the_rows_that_change(scenario: Any) -> None:
         return sum(1 for k, row in new.items() if k not in old or any(old[k][c] != row[c] for c in columns))
 
     assert result.summary_rows_written == changed(before[0], after[0], cfg.summary_columns)
-    assert result.latest_rows_written == changed(before[1], after[1], cfg.latest_columns)
+    # 12's latest row shows the same values, but its internal last month moves to the deleted month.
+    assert result.latest_rows_written == changed(before[1], after[1], cfg.latest_columns) + 1
 
 
 def test_bucketed_merge_on_read_layout_gives_the_same_tables(spark: SparkSession) -> None:
