@@ -155,8 +155,8 @@ def _prefer_hash_joins(spark: SparkSession) -> None:
     advisory partition size, unless the session already sets the threshold.
 
     The summary MERGE joins the run's rows with every row of the month partitions they touch. A sort-merge
-    join sorts all those table rows; a hash join builds on the run's rows and streams the table's. At the
-    ``medium`` benchmark the MERGE went from about 20 s to 15 s (docs/PERFORMANCE.md). The threshold takes
+    join sorts all those table rows; a hash join builds on the run's rows and streams the table's. Measured on
+    the ``medium`` profile's MERGE alone, it went from about 20 s to 15 s (docs/PERFORMANCE.md). The threshold takes
     effect only when it is at least the advisory size, so it is set to exactly that: no hash map is built over
     a partition bigger than the one adaptive execution aims for anyway.
     """
