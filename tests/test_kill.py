@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,9 @@ def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkS
     assert read_owner(spark, cfg.ledger_table) is None
 
 
-def test_two_runs_started_together_never_both_write(spark: SparkSession, tmp_path: Path) -> None:
+def test_two_runs_started_together_never_both_write(spark: SparkSession, tmp_path: Path,
+                                                   cli_in_process: Callable[..., int],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     cfg, config, versions = _setup(spark, tmp_path)
     load_source(spark, cfg, _batch(0))
     versions += _batch(0)
@@ -130,15 +133,12 @@ def test_two_runs_started_together_never_both_write(spark: SparkSession, tmp_pat
     rows = ledger_rows(spark, cfg.ledger_table)
     assert [r["status"] for r in rows][:2] == ["succeeded", "succeeded"]
 
-    # The ledger commands as an operator types them: undo the last run, then list the runs.
+    # The ledger commands as an operator types them (in this process: the runs above already start the CLI
+    # as a user does, and each new JVM costs CI about 20 s).
     last = rows[-1]["run_id"]
-    undo = subprocess.run([sys.executable, "-m", "summary_pipeline", "rollback", "--config", str(config),
-                           "--run-id", last], capture_output=True, text=True, timeout=600)
-    assert undo.returncode == 0, undo.stderr
-    assert f"Rolled back run {last}" in undo.stdout
-    listed = subprocess.run([sys.executable, "-m", "summary_pipeline", "runs", "--config", str(config)],
-                            capture_output=True, text=True, timeout=600)
-    assert listed.returncode == 0, listed.stderr
-    lines = listed.stdout.splitlines()
+    assert cli_in_process(["rollback", "--config", str(config), "--run-id", last]) == 0
+    assert f"Rolled back run {last}" in capsys.readouterr().out
+    assert cli_in_process(["runs", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"Runs in {cfg.ledger_table} (newest first)"
     assert "rollback" in lines[2] and "succeeded" in lines[2] and last in lines[3] and "rolled_back" in lines[3]
