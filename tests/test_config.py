@@ -56,6 +56,12 @@ def test_layout_sets_table_properties_and_storage_partitioned_joins() -> None:
     assert cfg.layout.properties() == {"write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read",
                                        "write.delete.mode": "merge-on-read",
                                        "write.target-file-size-bytes": str(256 * 1024 * 1024)}
+    assert cfg.layout.properties(latest=True)["write.merge.mode"] == "merge-on-read"  # write_mode's
+    raw["layout"]["latest_write_mode"] = "copy-on-write"
+    cfg = parse_config(raw)
+    assert cfg.layout.properties()["write.merge.mode"] == "merge-on-read"
+    assert {v for k, v in cfg.layout.properties(latest=True).items() if k.endswith(".mode")} == {
+        "copy-on-write"}
     assert cfg.spark_settings()["spark.sql.sources.v2.bucketing.shuffle.enabled"] == "true"
 
 

@@ -184,7 +184,8 @@ def test_writes_exactly_the_rows_that_change(scenario: Any) -> None:
 
 def test_bucketed_merge_on_read_layout_gives_the_same_tables(spark: SparkSession) -> None:
     """The layout knobs change where rows live and how MERGE writes, never what the tables hold."""
-    layout = {"summary_buckets": 4, "latest_buckets": 4, "write_mode": "merge-on-read"}
+    layout = {"summary_buckets": 4, "latest_buckets": 4, "write_mode": "merge-on-read",
+              "latest_write_mode": "copy-on-write"}
     cfg = new_config(layout=layout)
     previous = {k: spark.conf.get(k, None) for k in cfg.layout.settings()}
     for key, value in cfg.layout.settings().items():  # the storage-partitioned join settings a run would use
@@ -203,5 +204,6 @@ def test_bucketed_merge_on_read_layout_gives_the_same_tables(spark: SparkSession
     partitioning = {t: [r[1] for r in rows if r[0].startswith("Part ")] for t, rows in spec.items()}
     assert partitioning[cfg.destination_table] == ["rpt_as_of_mo", "bucket(4, cons_acct_key)"]
     assert partitioning[cfg.latest_history_table] == ["bucket(4, cons_acct_key)"]
-    properties = spark.sql(f"SHOW TBLPROPERTIES {cfg.destination_table}").collect()
-    assert {r[0]: r[1] for r in properties}["write.merge.mode"] == "merge-on-read"
+    modes = {t: {r[0]: r[1] for r in spark.sql(f"SHOW TBLPROPERTIES {t}").collect()}["write.merge.mode"]
+             for t in spec}
+    assert modes == {cfg.destination_table: "merge-on-read", cfg.latest_history_table: "copy-on-write"}

@@ -223,7 +223,7 @@ def _floor(spark: SparkSession, cfg: PipelineConfig, watermark: dt.datetime, bat
     replace_table(rows.withColumn(cfg.month, month), f"{ns}.floor_summary", partition_by=cfg.month,
                   properties=cfg.layout.properties())
     rows = latest.sample(withReplacement=False, fraction=min(1.0, result.latest_rows_written / total), seed=SEED)
-    replace_table(rows, f"{ns}.floor_latest", properties=cfg.layout.properties())
+    replace_table(rows, f"{ns}.floor_latest", properties=cfg.layout.properties(latest=True))
     return int(batch.count())
 
 

@@ -199,12 +199,17 @@ class Layout(_Model):
     #: How MERGE, UPDATE and DELETE change summary and latest_summary: rewrite the data files they touch
     #: (``copy-on-write``) or write delete files that readers apply until compaction (``merge-on-read``).
     write_mode: Literal["copy-on-write", "merge-on-read"] = "copy-on-write"
+    #: The same for latest_summary alone, when it should differ from ``write_mode``. A nightly run changes
+    #: nearly every latest_summary row, so delete files there save little writing and every later run reads
+    #: them (docs/PERFORMANCE.md measures both).
+    latest_write_mode: Literal["copy-on-write", "merge-on-read"] | None = None
     #: Iceberg's ``write.target-file-size-bytes``, in MiB (Iceberg's default, 512, when not given).
     target_file_size_mb: int | None = Field(default=None, ge=1)
 
-    def properties(self) -> dict[str, str]:
-        """Iceberg table properties for summary and latest_summary."""
-        out: dict[str, str] = {f"write.{op}.mode": self.write_mode for op in ("merge", "update", "delete")}
+    def properties(self, *, latest: bool = False) -> dict[str, str]:
+        """Iceberg table properties for summary, or with ``latest`` for latest_summary."""
+        mode = (self.latest_write_mode or self.write_mode) if latest else self.write_mode
+        out: dict[str, str] = {f"write.{op}.mode": mode for op in ("merge", "update", "delete")}
         if self.target_file_size_mb is not None:
             out["write.target-file-size-bytes"] = str(self.target_file_size_mb * 1024 * 1024)
         return out

@@ -260,10 +260,12 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
     """One commit per table: replace for a full rebuild (or a missing table), MERGE otherwise."""
     layout = cfg.layout
     targets = (
-        ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month, layout.summary_buckets),
-        ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None, layout.latest_buckets),
+        ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month, layout.summary_buckets,
+         layout.properties()),
+        ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None, layout.latest_buckets,
+         layout.properties(latest=True)),
     )
-    for name, table, rows, keys, partition, buckets in targets:
+    for name, table, rows, keys, partition, buckets, properties in targets:
         ensure_namespace(spark, table)
         written, months, null_arrays = _figures(rows, partition, cfg)
         result.metrics["null_arrays"] = result.metrics.get("null_arrays", 0) + null_arrays
@@ -271,7 +273,7 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         with _timed(result, f"write_{name}"):
             if replace:
                 guard.commit(table, partial(replace_table, rows, table, partition_by=partition, buckets=buckets,
-                                            bucket_by=cfg.key, properties=layout.properties()))
+                                            bucket_by=cfg.key, properties=properties))
             elif written:
                 guard.commit(table, partial(merge, spark, rows, table, keys, months=months, month_column=partition))
         if name == "summary":
