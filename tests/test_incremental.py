@@ -184,7 +184,7 @@ def test_writes_exactly_the_rows_that_change(scenario: Any) -> None:
 
 def test_bucketed_merge_on_read_layout_gives_the_same_tables(spark: SparkSession) -> None:
     """The layout knobs change where rows live and how MERGE writes, never what the tables hold."""
-    layout = {"summary_buckets": 4, "latest_buckets": 4, "write_mode": "merge-on-read",
+    layout = {"summary_buckets": 2, "latest_buckets": 2, "write_mode": "merge-on-read",
               "latest_write_mode": "copy-on-write"}
     cfg = new_config(layout=layout)
     previous = {k: spark.conf.get(k, None) for k in cfg.layout.settings()}
@@ -202,8 +202,8 @@ def test_bucketed_merge_on_read_layout_gives_the_same_tables(spark: SparkSession
     spec = {t: spark.sql(f"DESCRIBE TABLE EXTENDED {t}").collect()
             for t in (cfg.destination_table, cfg.latest_history_table)}
     partitioning = {t: [r[1] for r in rows if r[0].startswith("Part ")] for t, rows in spec.items()}
-    assert partitioning[cfg.destination_table] == ["rpt_as_of_mo", "bucket(4, cons_acct_key)"]
-    assert partitioning[cfg.latest_history_table] == ["bucket(4, cons_acct_key)"]
+    assert partitioning[cfg.destination_table] == ["rpt_as_of_mo", "bucket(2, cons_acct_key)"]
+    assert partitioning[cfg.latest_history_table] == ["bucket(2, cons_acct_key)"]
     modes = {t: {r[0]: r[1] for r in spark.sql(f"SHOW TBLPROPERTIES {t}").collect()}["write.merge.mode"]
              for t in spec}
     assert modes == {cfg.destination_table: "merge-on-read", cfg.latest_history_table: "copy-on-write"}

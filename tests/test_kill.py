@@ -1,9 +1,10 @@
 """Real processes (SPEC 8): SIGKILL at several points of a CLI run, reruns, and two runs started together.
 
 The CLI runs in subprocesses on the test session's own warehouse (distinct namespaces), so the test reads
-what they wrote by table name. Kill points are found from the run's own progress lines: right after the batch
-was read (the run is recorded, nothing written), right after summary's commit (latest_summary's MERGE is under
-way) and right after latest_summary's (the deletes table and the ledger are under way).
+what they wrote by table name. Kill points are found from the run's own progress lines: right after summary's
+commit (latest_summary's MERGE is under way) and right after latest_summary's (the deletes table and the
+ledger are under way). A kill before any commit is test_crash's (in-process, at every step); each real process
+costs CI about 30 s.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _wait_for(proc: subprocess.Popen[str], marker: str) -> list[str]:
 
 def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkSession, tmp_path: Path) -> None:
     cfg, config, versions = _setup(spark, tmp_path)
-    markers = ["New records to process", f"{cfg.destination_table}: ", f"{cfg.latest_history_table}: "]
+    markers = [f"{cfg.destination_table}: ", f"{cfg.latest_history_table}: "]
     for i, marker in enumerate(markers):
         load_source(spark, cfg, _batch(i))
         versions += _batch(i)
@@ -107,7 +108,7 @@ def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkS
     assert "had stopped half-way" in out and "undid commits of runs that did not succeed" in out
     assert_matches_oracle(spark, cfg, versions)
     statuses = [r["status"] for r in ledger_rows(spark, cfg.ledger_table)]
-    assert statuses == ["succeeded", "failed", "failed", "failed", "succeeded"]
+    assert statuses == ["succeeded", "failed", "failed", "succeeded"]
     assert read_owner(spark, cfg.ledger_table) is None
 
 
