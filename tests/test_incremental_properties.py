@@ -3,7 +3,7 @@ the runs have read), and after a final full read they equal a full rebuild of th
 
 Each example keeps 50 to 60 independent accounts in one table and runs several modes in a row, so one CI run
 covers about a hundred account histories through several incremental runs each. CI runs two examples (about
-100 s each; every CI run draws new ones); ``HYPOTHESIS_PROFILE=long`` runs 40.
+130 s each; every CI run draws new ones); ``HYPOTHESIS_PROFILE=long`` runs 40.
 """
 
 from __future__ import annotations
