@@ -47,21 +47,21 @@ def test_spark_config_maps_onto_spark_settings_and_spark_block_wins() -> None:
 
 
 def test_layout_sets_table_properties_and_storage_partitioned_joins() -> None:
-    plain = load_config(REFERENCE_CONFIG)
-    assert plain.layout.properties()["write.merge.mode"] == "copy-on-write"
+    plain = load_config(REFERENCE_CONFIG)  # no layout block: the layout docs/PERFORMANCE.md recommends
+    assert plain.layout.properties()["write.merge.mode"] == "merge-on-read"
+    assert plain.layout.properties(latest=True)["write.merge.mode"] == "copy-on-write"
     assert "spark.sql.sources.v2.bucketing.enabled" not in plain.spark_settings()
     raw = reference_raw()
-    raw["layout"] = {"summary_buckets": 64, "write_mode": "merge-on-read", "target_file_size_mb": 256}
+    raw["layout"] = {"summary_buckets": 64, "write_mode": "copy-on-write", "target_file_size_mb": 256}
     cfg = parse_config(raw)
-    assert cfg.layout.properties() == {"write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read",
-                                       "write.delete.mode": "merge-on-read",
+    assert cfg.layout.properties() == {"write.merge.mode": "copy-on-write", "write.update.mode": "copy-on-write",
+                                       "write.delete.mode": "copy-on-write",
                                        "write.target-file-size-bytes": str(256 * 1024 * 1024)}
-    assert cfg.layout.properties(latest=True)["write.merge.mode"] == "merge-on-read"  # write_mode's
-    raw["layout"]["latest_write_mode"] = "copy-on-write"
+    raw["layout"]["latest_write_mode"] = "merge-on-read"
     cfg = parse_config(raw)
-    assert cfg.layout.properties()["write.merge.mode"] == "merge-on-read"
+    assert cfg.layout.properties()["write.merge.mode"] == "copy-on-write"
     assert {v for k, v in cfg.layout.properties(latest=True).items() if k.endswith(".mode")} == {
-        "copy-on-write"}
+        "merge-on-read"}
     assert cfg.spark_settings()["spark.sql.sources.v2.bucketing.shuffle.enabled"] == "true"
 
 

@@ -196,19 +196,20 @@ class Layout(_Model):
     summary_buckets: int = Field(default=0, ge=0, le=65536)
     #: latest_summary is partitioned by ``bucket(latest_buckets, account)`` when > 0.
     latest_buckets: int = Field(default=0, ge=0, le=65536)
-    #: How MERGE, UPDATE and DELETE change summary and latest_summary: rewrite the data files they touch
-    #: (``copy-on-write``) or write delete files that readers apply until compaction (``merge-on-read``).
-    write_mode: Literal["copy-on-write", "merge-on-read"] = "copy-on-write"
-    #: The same for latest_summary alone, when it should differ from ``write_mode``. A nightly run changes
-    #: nearly every latest_summary row, so delete files there save little writing and every later run reads
-    #: them (docs/PERFORMANCE.md measures both).
-    latest_write_mode: Literal["copy-on-write", "merge-on-read"] | None = None
+    #: How MERGE, UPDATE and DELETE change summary: rewrite the data files they touch (``copy-on-write``) or
+    #: write the changed rows plus delete files that readers apply until compaction (``merge-on-read``). The
+    #: default is merge-on-read: corrections reach most month partitions, and copy-on-write rewrites each of
+    #: them whole, which made an incremental run cost as much as a full rebuild (docs/PERFORMANCE.md).
+    write_mode: Literal["copy-on-write", "merge-on-read"] = "merge-on-read"
+    #: The same for latest_summary. The default is copy-on-write: a nightly run changes nearly every
+    #: latest_summary row, so delete files there save little writing and every later run reads them.
+    latest_write_mode: Literal["copy-on-write", "merge-on-read"] = "copy-on-write"
     #: Iceberg's ``write.target-file-size-bytes``, in MiB (Iceberg's default, 512, when not given).
     target_file_size_mb: int | None = Field(default=None, ge=1)
 
     def properties(self, *, latest: bool = False) -> dict[str, str]:
         """Iceberg table properties for summary, or with ``latest`` for latest_summary."""
-        mode = (self.latest_write_mode or self.write_mode) if latest else self.write_mode
+        mode = self.latest_write_mode if latest else self.write_mode
         out: dict[str, str] = {f"write.{op}.mode": mode for op in ("merge", "update", "delete")}
         if self.target_file_size_mb is not None:
             out["write.target-file-size-bytes"] = str(self.target_file_size_mb * 1024 * 1024)

@@ -15,6 +15,8 @@ __all__ = [
     "SummaryPipelineError",
     "TablesNotEmptyError",
     "describe",
+    "jvm_stopped",
+    "out_of_memory",
 ]
 
 
@@ -70,3 +72,40 @@ def describe(err: BaseException) -> str:
         causes.append(f"{java.getClass().getSimpleName()}: {line}"[:300] if line else str(java.getClass().getName()))
         java = java.getCause()
     return causes[0] if len(causes) == 1 or causes[0] == causes[-1] else f"{causes[0]} (caused by {causes[-1]})"
+
+
+#: What a Java error chain says when a JVM (the driver or an executor) ran out of heap or of execution memory.
+_MEMORY_MARKS = ("OutOfMemoryError", "UNABLE_TO_ACQUIRE_MEMORY", "Java heap space", "GC overhead limit exceeded",
+                 "Not enough memory to build and broadcast")
+#: What it says when Spark itself has stopped under the run (after a fatal error such as an out-of-memory).
+_STOPPED_MARKS = ("SparkContext was shut down", "stopped SparkContext", "SparkContext has been shutdown",
+                  "Answer from Java side is empty", "Error while sending or receiving", "Connection refused")
+
+
+def _chain(err: BaseException) -> str:
+    """Every class name and message in an error and its causes, Python's and Java's, as one text to search."""
+    parts: list[str] = []
+    seen: BaseException | None = err
+    while seen is not None and len(parts) < 40:
+        parts += [type(seen).__name__, str(seen)]
+        java = getattr(seen, "java_exception", None)
+        while java is not None and len(parts) < 40:
+            parts += [str(java.getClass().getName()), str(java.getMessage() or "")]
+            java = java.getCause()
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """True when ``err`` (or a cause) says a JVM ran out of memory."""
+    text = _chain(err)
+    return any(mark in text for mark in _MEMORY_MARKS)
+
+
+def jvm_stopped(err: BaseException) -> bool:
+    """True when ``err`` says Spark stopped (or its JVM died) under the run, which is how an out-of-memory in
+    the driver usually shows: the job that ran out fails first, every later call then meets a dead context."""
+    if isinstance(err, ConnectionError) or type(err).__name__ == "Py4JNetworkError":
+        return True
+    text = _chain(err)
+    return any(mark in text for mark in _STOPPED_MARKS)

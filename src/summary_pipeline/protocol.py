@@ -223,7 +223,16 @@ class RunGuard:
                 if self.started:
                     self._fail(err)
             finally:
-                self.lock.release()
+                self._release_after(err)
+
+    def _release_after(self, err: BaseException) -> None:
+        """Give the lock back after a failure without hiding it: when Spark itself has stopped (an
+        out-of-memory, say), releasing fails too, and the user must see the first error, not that one. The
+        lock then stays with this run, whose process is gone once it exits: the next run takes it over."""
+        try:
+            self.lock.release()
+        except Exception as release_err:
+            log.error("could not release the lock after %s: %s", describe(err), describe(release_err))
 
     def _fail(self, err: BaseException) -> None:
         """Undo this run's commits and record it failed (or leave it running for the next run to finish)."""

@@ -440,4 +440,7 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         say("Rebuilding history arrays and writing (one commit per table)...")
         _write(spark, cfg, options, computed, result, guard, say)
     finally:
-        prepared.unpersist()
+        try:
+            prepared.unpersist()
+        except Exception as err:  # Spark stopped under the run: the error that stopped it is the one to report
+            log.debug("could not unpersist the batch: %s", err)

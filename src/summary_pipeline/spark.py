@@ -4,7 +4,8 @@ Two situations, told apart before any JVM starts:
 
 * **Embedded** (no cluster): Spark ``local[*]`` with the Iceberg runtime jar that the
   ``snowpark-connect-deps-iceberg`` wheel ships, an Iceberg Hadoop catalog in a local warehouse directory set as
-  the default catalog (so the seed's two-part names such as ``default.summary`` resolve), UTC timestamps.
+  the default catalog (so the seed's two-part names such as ``default.summary`` resolve), UTC timestamps, and a
+  driver sized from the machine (:func:`default_driver_memory`).
 * **Cluster** (under ``spark-submit``, or a session already exists): use what the cluster provides. Only the
   config's own Spark settings are applied, and the embedded catalog is added only when no catalog is
   configured at all.
@@ -24,7 +25,7 @@ from pyspark.sql import SparkSession
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 
-__all__ = ["build_session", "iceberg_jar", "under_spark_submit"]
+__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "under_spark_submit"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,39 @@ def iceberg_jar() -> Path:
     if not found:
         raise SummaryPipelineError(f"no Iceberg runtime jar for Scala {scala} in {jars}")
     return found[-1]
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's, or its container's limit when lower (cgroup v2
+    or v1); None when neither can be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (total is None or int(text) < total):
+            total = int(text)
+    return total
+
+
+def default_driver_memory(total: int | None = None) -> str:
+    """The embedded session's ``spark.driver.memory``: half the memory this process may use, between 1 and
+    31 GiB (above 31 the JVM loses compressed pointers); 1 GiB, Spark's own default, when it cannot be read.
+
+    In local mode the driver is also every executor, and Spark's 1 GiB default runs out of memory on data the
+    size of a small bureau's test feed. The other half stays for the Python process, the OS and its page cache
+    (the tables' files). The config's ``spark`` block overrides it.
+
+    >>> default_driver_memory(24 * 2**30), default_driver_memory(1 * 2**30), default_driver_memory(None)
+    ('12g', '1g', '1g')
+    """
+    if total is None:
+        return "1g"
+    return f"{min(max(total // 2**31, 1), 31)}g"
 
 
 def under_spark_submit() -> bool:
@@ -139,6 +173,7 @@ def build_session(
                                           "-XX:-DontCompileHugeMethods"),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.adaptive.enabled": "true",
+        "spark.driver.memory": default_driver_memory(machine_memory()),
         **_embedded_catalog(catalog, where),
     }
     builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
