@@ -13,9 +13,11 @@ Two situations, told apart before any JVM starts:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
+import zipfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -53,7 +55,28 @@ def iceberg_jar() -> Path:
     found = sorted(Path(str(jars)).glob(f"iceberg-spark-runtime-3.5_{scala}-*.jar"))
     if not found:
         raise SummaryPipelineError(f"no Iceberg runtime jar for Scala {scala} in {jars}")
+    _check_shaded(found[-1])
     return found[-1]
+
+
+#: A class every working Iceberg runtime jar carries: Iceberg reads its metadata with its own shaded Jackson.
+_SHADED_JACKSON = "org/apache/iceberg/shaded/com/fasterxml/jackson/databind/ObjectMapper.class"
+
+
+@functools.cache
+def _check_shaded(jar: Path) -> None:
+    """Refuse a runtime jar built without its shaded Jackson (snowpark-connect-deps-iceberg 1.0.3 ships one):
+    Spark would start, then fail on the first table with a NoClassDefFoundError that names no jar."""
+    try:
+        with zipfile.ZipFile(jar) as archive:
+            archive.getinfo(_SHADED_JACKSON)
+    except KeyError:
+        raise SummaryPipelineError(
+            f"the Iceberg runtime jar {jar.name} lacks its shaded Jackson classes ({_SHADED_JACKSON}), so "
+            "Iceberg cannot read table metadata; install a working build: pip install "
+            "'snowpark-connect-deps-iceberg==1.0.1' (1.0.3 is known broken)") from None
+    except (OSError, zipfile.BadZipFile) as err:
+        raise SummaryPipelineError(f"cannot read the Iceberg runtime jar {jar}: {err}") from None
 
 
 def machine_memory() -> int | None:
