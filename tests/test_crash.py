@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, oracle_config, version
 from oracle import expected_tables
-from summary_pipeline import protocol
+from summary_pipeline import protocol, runner
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.ledger import ledger_rows
 from summary_pipeline.lock import LockLostError, Owner, clear_lock, read_owner
@@ -188,3 +188,35 @@ def test_a_run_that_lost_its_lock_stops_before_its_next_commit_and_is_undone(
     result = run(spark, cfg, INCREMENTAL)
     assert any("undid commits of runs that did not succeed" in w for w in result.warnings)
     _assert_equal(cfg, _tables_at(spark, cfg, result.snapshots_after), versions)  # type: ignore[arg-type]
+
+
+def test_a_run_with_nothing_new_writes_its_ledger_row_once_and_an_early_failure_is_recorded(
+        spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, versions = _built_then_batch(spark)
+    run(spark, cfg, INCREMENTAL)
+    before = {t: state(spark, t) for t in (*protocol.data_tables(cfg), cfg.ledger_table)}
+    quiet = run(spark, cfg, INCREMENTAL)  # nothing new since the last run
+    assert quiet.message == "no new records"
+    after = {t: state(spark, t) for t in (*protocol.data_tables(cfg), cfg.ledger_table)}
+    assert {t: after[t] for t in protocol.data_tables(cfg)} == {t: before[t] for t in protocol.data_tables(cfg)}
+    new_commits = spark.sql(f"SELECT count(*) FROM {cfg.ledger_table}.snapshots "
+                            f"WHERE parent_id = {before[cfg.ledger_table]}").collect()[0][0]
+    assert new_commits == 1 and after[cfg.ledger_table] != before[cfg.ledger_table]
+    row = ledger_rows(spark, cfg.ledger_table)[-1]
+    assert (row["run_id"], row["status"]) == (quiet.run_id, "succeeded")
+    assert row["snapshots_after"] == row["snapshots_before"] == {t: before[t] for t in protocol.data_tables(cfg)}
+
+    # A run that fails while classifying, before any write, has nothing to undo and is still recorded.
+    load_source(spark, cfg, _batch(1))
+
+    def broken(*_args: Any, **_kw: Any) -> Any:
+        raise RuntimeError("classify broke")
+    monkeypatch.setattr(runner, "decide", broken)
+    with pytest.raises(RuntimeError, match="classify broke"):
+        run(spark, cfg, INCREMENTAL)
+    monkeypatch.undo()
+    failed = ledger_rows(spark, cfg.ledger_table)[-1]
+    assert (failed["status"], failed["error"]) == ("failed", "classify broke")
+    assert read_owner(spark, cfg.ledger_table) is None
+    result = run(spark, cfg, INCREMENTAL)
+    _assert_equal(cfg, _tables_at(spark, cfg, result.snapshots_after), versions + _batch(1))  # type: ignore[arg-type]

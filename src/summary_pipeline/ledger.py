@@ -117,13 +117,18 @@ def _row(result: RunResult) -> dict[str, Any]:
     }
 
 
-def record(spark: SparkSession, table: str, result: RunResult, only_if_running: bool = False) -> None:
+def record(spark: SparkSession, table: str, result: RunResult, only_if_running: bool = False,
+           new: bool = False) -> None:
     """Write (or overwrite) the run's row: one small MERGE commit on the ledger.
 
     ``only_if_running`` leaves the row alone unless it still says ``running`` (the commit point: another run
-    may have judged this one dead and marked it failed meanwhile).
+    may have judged this one dead and marked it failed meanwhile). ``new`` says the row cannot exist yet (the
+    run's first record): it is appended, which reads nothing, where a MERGE would scan the ledger to join it.
     """
     rows = spark.createDataFrame([_row(result)], schema=_SCHEMA)
+    if new:
+        rows.select(*spark.table(table).columns).writeTo(table).append()
+        return
     merge(spark, rows, table, ["run_id"], matched_if="t.status = 'running'" if only_if_running else None)
 
 

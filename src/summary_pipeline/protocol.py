@@ -6,7 +6,8 @@ Every run that writes goes through a :class:`RunGuard`:
 2. finish a rollback that died, then *settle*: put summary, latest_summary and the deletes table back to the
    latest succeeded run's ``snapshots_after``, undoing only commits of runs that did not succeed; mark runs
    still shown ``running`` (they died) ``failed``;
-3. record this run as ``running`` with each table's snapshot id now (its *before*);
+3. record this run as ``running`` with each table's snapshot id at step 2 (its *before*), at the latest just
+   before its first write (a run that finds nothing to do writes its row once, at step 5);
 4. commit each table once, each commit tagged with the run id and checked first against a lost lock and a
    concurrent writer;
 5. record the run ``succeeded`` (only if its row still says ``running``) with the snapshot ids after and the
@@ -87,7 +88,8 @@ class RunGuard:
         self.spark, self.cfg, self.result, self.say = spark, cfg, result, say
         self.lock = RunLock(spark, cfg.ledger_table, result.run_id, result.mode, cfg.lock_timeout)
         self.expected: dict[str, int | None] = {}
-        self.started = False
+        #: The run went ahead (:meth:`start`); it has recorded itself running (and may have written).
+        self.going = self.started = False
         #: The ledger as recovery left it (read once per run; the runner takes the watermark from it).
         self.ledger: list[dict[str, Any]] = []
 
@@ -167,16 +169,33 @@ class RunGuard:
         """Run ``write`` with this run's id in the snapshot summary of every commit it makes."""
         return tagged(self.spark, {RUN_ID_PROPERTY: self.result.run_id}, write)
 
-    def start(self) -> None:
-        """Record the run as running (with its before snapshots): from here on, a failure undoes it."""
+    def start(self, *, when_writing: bool = False) -> None:
+        """The run goes ahead: record it running (with its before snapshots); from then on, a failure undoes it.
+
+        ``when_writing`` defers that record to the run's first write (:meth:`commit`, :meth:`write`), which is
+        all it protects. A run that finds nothing to do then writes its ledger row once, at the end, instead of
+        a running row, a MERGE that updates it and a read that checks the MERGE."""
+        self.going = True
+        if not when_writing:
+            self._record_running()
+
+    def _record_running(self) -> None:
+        if self.started:
+            return
         self.result.status = "running"
-        self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result))
+        self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, new=True))
         self.started = True
         step("started")
+
+    def write(self, write: Callable[[], T]) -> T:
+        """A write the run makes outside the data tables (the quarantine), tagged with the run id."""
+        self._record_running()
+        return self.tagged(write)
 
     def commit(self, table: str, write: Callable[[], None]) -> None:
         """Make one of the run's commits on ``table``, after checking that no one else committed to it."""
         self.lock.check()
+        self._record_running()
         if table in self.expected:
             now = state(self.spark, table)
             if now != self.expected[table]:
@@ -199,6 +218,14 @@ class RunGuard:
         self.lock.check()
         self.result.status = "succeeded"
         self.result.finished_at = finished
+        if not self.started:
+            # It wrote nothing: the tables are as the lock found them, and no other run can have marked a row it
+            # never wrote. A run that took the lock after the check above finishes after ``finished``, so its
+            # row, not this one, is the latest succeeded.
+            self.result.snapshots_after = dict(self.expected)
+            self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, new=True))
+            step("recorded")
+            return
         self.result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
         self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, only_if_running=True))
         mine = [r for r in ledger_rows(self.spark, self.cfg.ledger_table) if r["run_id"] == self.result.run_id]
@@ -220,7 +247,7 @@ class RunGuard:
             self.lock.stop()  # a kill: nothing else runs; a lost lock: its new holder undoes this run
         else:
             try:
-                if self.started:
+                if self.going:
                     self._fail(err)
             finally:
                 self._release_after(err)
@@ -241,7 +268,9 @@ class RunGuard:
         result.finished_at = dt.datetime.now()
         result.status = "failed"
         try:
-            if result.mode == "rollback":
+            if not self.started:
+                pass  # it wrote nothing: nothing to undo
+            elif result.mode == "rollback":
                 if not isinstance(err, RestoreError):  # a rollback that may have started is finished later
                     result.status = "running"
             else:
@@ -254,7 +283,7 @@ class RunGuard:
             log.error("could not undo run %s: %s", result.run_id, undo)
         try:
             result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
-            self.tagged(lambda: record(self.spark, self.cfg.ledger_table, result))
+            self.tagged(lambda: record(self.spark, self.cfg.ledger_table, result, new=not self.started))
         except Exception as ledger_err:
             log.error("could not record run %s as %s: %s", result.run_id, result.status, ledger_err)
 

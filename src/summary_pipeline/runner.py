@@ -383,7 +383,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
                 watermark = read_watermark(spark, cfg, guard.ledger)
                 _refuse(spark, cfg, options, watermark)
                 result.watermark_read = result.watermark_committed = watermark
-                guard.start()
+                guard.start(when_writing=True)
                 _execute(spark, cfg, options, source, watermark, result, guard, say)
                 result.metrics.update(spark_figures(spark, result.run_id))
                 result.timings["total"] = round(time.monotonic() - start, 3)
@@ -413,7 +413,7 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         if result.rejected:
             say(f"Rejected rows: {result.rejected_total:,} ({_rejected_detail(result)}), kept in {cfg.quarantine}")
             if guard is not None:
-                guard.tagged(lambda: _quarantine(spark, cfg, prepared, result.run_id))
+                guard.write(lambda: _quarantine(spark, cfg, prepared, result.run_id))
             step("quarantine")
             _check_rejects(cfg, result)
         batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT, RAW, INVALID_DATES)
