@@ -1,19 +1,20 @@
-"""The benchmark (issue 5): what a run costs, measured on this machine, as ratios that travel to a cluster.
+"""The benchmark (issues 5 and 14): what a run costs, measured on this machine, as ratios that travel to a cluster.
 
-One call builds two histories of the same accounts (120 and 30 months), applies the same production-like batch
-to both with ``incremental`` (after a dry run that warms the JVM for it), rebuilds the 120-month state from
-scratch, and runs an *I/O floor* job that reads and writes the volumes the incremental run had to, with no
-logic. It reports, all from that one call:
+One call builds two histories of the same accounts (the profile's long and short depths, 120 and 30 months for
+most profiles), runs an *initial floor* job beside the long build (its reads and writes, with no logic), applies
+the same batch (production's shape or the seed's: :mod:`summary_pipeline.workloads`) to both with
+``incremental`` (after a dry run that warms the JVM for it), rebuilds the long state from scratch, and runs an
+*I/O floor* job that reads and writes the volumes the incremental run had to, with no logic. It reports, all
+from that one call:
 
-* initial build time and summary rows/s;
-* incremental time and batch records/s, at 120 and at 30 months of history;
+* initial build time and summary rows/s, and ``T_initial / T_initial_floor``;
+* incremental time and batch records/s, at both depths;
 * ``T_full`` (full rebuild of the final state) and ``T_floor``, and the ratios against ``T_incremental``;
-* the JVM's peak heap use in each phase (from its memory pools, reset between phases).
+* per phase, the JVM's peak heap use (from its memory pools, reset between phases) and Spark's job count.
 
-The batch follows production's shape: the next month for ~90% of accounts; ~5% new accounts, a fifth of them
-with 12 to 48 months of history; ~4% corrections of a month in the last 36 (a tenth of them older); ~1% extra
-versions of batch keys; a few deletes of an account's latest month. Everything is generated from a seed, so two
-runs of a profile measure the same data.
+A call with ``reuse`` on the tables an earlier call of the profile kept generates and builds nothing: it rolls
+both incremental runs back and measures again only the phases asked for, so that a change is measured in
+minutes. Phases not measured are absent from its report, and so are the ratios that need them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,37 +32,45 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.engine import window_months
-from summary_pipeline.facts import FACT_TS, VERSION
+from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.floors import initial_floor, io_floor
 from summary_pipeline.generate import create_source_table, generate_versions
+from summary_pipeline.ledger import ledger_rows
+from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.prepare import month_index
+from summary_pipeline.protocol import rollback
 from summary_pipeline.result import RunOptions, RunResult
-from summary_pipeline.runner import read_watermark, run
-from summary_pipeline.tables import ensure_namespace, replace_table
+from summary_pipeline.runner import new_result, run
+from summary_pipeline.tables import ensure_namespace, table_exists
+from summary_pipeline.workloads import BATCHES, END_MONTH, NEXT_MONTH, SEED
 
-__all__ = ["PROFILES", "TARGETS", "Profile", "Report", "make_batch", "meets", "run_benchmark", "write_json"]
+__all__ = ["PHASES", "PROFILES", "TARGETS", "Phase", "Profile", "Report", "meets", "run_benchmark", "write_json"]
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A benchmark size: accounts, and the long and short history depths compared."""
+    """A benchmark size: accounts, the long and short history depths compared, and the batch's shape."""
 
     name: str
     accounts: int
     driver_memory: str
     months: int = 120
     short_months: int = 30
+    #: Which of :data:`~summary_pipeline.workloads.BATCHES` the incremental runs apply.
+    batch: str = "production"
 
 
 PROFILES = {
     "small": Profile("small", 2_000, "2g"),
     "medium": Profile("medium", 50_000, "8g"),
     "large": Profile("large", 250_000, "16g"),
+    # The seed project's own test shape (issue 14, goal 5).
+    "seed": Profile("seed", 20_000, "2g", months=48, batch="seed"),
 }
 
-END_MONTH = "2025-12"
-NEXT_MONTH = "2026-01"
-SEED = 7
+#: What a call can measure (``--phases``): the two initial builds, the initial floor, the two incremental runs,
+#: the full rebuild, the I/O floor.
+PHASES = ("initial", "initial-floor", "incremental", "full", "floor")
 
 
 @dataclass
@@ -74,6 +84,8 @@ class Phase:
     peak_heap_mib: float
     #: For a pipeline run: its own timings per step (read, classify, rebuild, writes), from the ledger row.
     steps: dict[str, float] = field(default_factory=dict)
+    #: The Spark jobs the phase started (for a pipeline run, every job of its job group).
+    spark_jobs: int | None = None
 
     @property
     def per_second(self) -> float:
@@ -91,6 +103,8 @@ class Report:
     short_months: int
     history_length: int
     started_at: str
+    #: Whether the call measured again on the tables an earlier call kept (``--reuse``).
+    reused: bool = False
     phases: list[Phase] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
@@ -112,6 +126,7 @@ TARGETS = {
     "full_over_incremental": (">=", 10.0),
     "incremental_120_over_30": ("<=", 1.3),
     "incremental_over_floor": ("<=", 2.0),
+    "initial_over_floor": ("<=", 1.5),
     "initial_summary_rows_per_second": (">=", 25_000.0),
 }
 
@@ -149,82 +164,12 @@ def _configs(base: PipelineConfig, profile: Profile) -> dict[str, PipelineConfig
     return configs
 
 
-def _pick(salt: str, share: float, key: str = "cons_acct_key") -> Any:
-    """A reproducible share of accounts (or rows), chosen by hashing the key with a salt."""
-    return F.pmod(F.xxhash64(F.lit(SEED), F.lit(salt), F.col(key)), F.lit(1_000_000)) < F.lit(int(share * 1e6))
-
-
-def _draw(salt: str, below: int, key: str = "cons_acct_key") -> Any:
-    return F.pmod(F.xxhash64(F.lit(SEED), F.lit(salt), F.col(key)), F.lit(below))
-
-
-def make_batch(spark: SparkSession, source: DataFrame, accounts: int, at: dt.datetime) -> DataFrame:
-    """The production-shaped batch (see the module docstring), all arriving around ``at``."""
-    forward = (generate_versions(spark, accounts=accounts, start_month=NEXT_MONTH, end_month=NEXT_MONTH,
-                                 seed=SEED, base_ts=at).where(_pick("forward", 0.90)))
-    n_new = max(1, accounts // 20)
-    n_long = max(1, n_new // 5)
-    new_short = generate_versions(spark, accounts=n_new - n_long, start_month=NEXT_MONTH, end_month=NEXT_MONTH,
-                                  seed=SEED, first_account=accounts + 1, base_ts=at)
-    long_start = accounts + n_new - n_long + 1
-    new_long = (generate_versions(spark, accounts=n_long, start_month="2022-02", end_month=NEXT_MONTH, seed=SEED,
-                                  first_account=long_start, base_ts=at)
-                .where(month_index(F.col("rpt_as_of_mo")) >= F.lit(2026 * 12) - 11 - _draw("history", 37)))
-    end = month_index(F.lit(END_MONTH))
-    back = F.when(_pick("older", 0.10), 36 + _draw("old-month", 48)).otherwise(_draw("month", 36))
-    corrected = (source.where(_pick("correct", 0.04))
-                 .where(month_index(F.col("rpt_as_of_mo")) == end - back)
-                 .dropDuplicates(["cons_acct_key", "rpt_as_of_mo"])
-                 .withColumns({"acct_bal_am": F.col("acct_bal_am") + 7, "soft_del_cd": F.lit(None).cast("string"),
-                               "base_ts": F.lit(at + dt.timedelta(hours=1))}))
-    extra = forward.where(_pick("extra", 0.01)).withColumns({
-        "acct_bal_am": F.col("acct_bal_am") + 1, "base_ts": F.col("base_ts") + F.expr("INTERVAL 1 MINUTE")})
-    deletes = (source.where(_pick("delete", 0.001) & (F.col("rpt_as_of_mo") == END_MONTH))
-               .dropDuplicates(["cons_acct_key", "rpt_as_of_mo"])
-               .withColumns({"soft_del_cd": F.lit("1"), "base_ts": F.lit(at + dt.timedelta(hours=2))}))
-    parts = [forward, new_short, new_long, corrected, extra, deletes]
-    batch = parts[0]
-    for part in parts[1:]:
-        batch = batch.unionByName(part)
-    return batch.withColumns({"insert_ts": F.col("base_ts"), "update_ts": F.col("base_ts")})
-
-
 def _write_source(spark: SparkSession, table: str, df: DataFrame, append: bool = False) -> int:
     create_source_table(spark, table)
     if not append:
         spark.sql(f"DELETE FROM {table}")
     df.writeTo(table).append()
     return int(spark.table(table).count())
-
-
-def _floor(spark: SparkSession, cfg: PipelineConfig, watermark: dt.datetime, batch_months: list[int],
-           result: RunResult) -> int:
-    """Read what the incremental run had to read and write as many rows as it wrote, with no logic.
-
-    The reads are the batch, latest_summary, and the correction windows' month partitions with the columns
-    the run reads there (no history arrays or grids, see ``runner.summary_window``). The writes are rows as wide
-    as the run's (latest_summary rows, with every history array), drawn at random from latest_summary, which the
-    run reads anyway, and spread over the window's months, written like the run writes (month partitions, the
-    layout's properties, every task in parallel). (Sampling the window's own rows instead would read their
-    arrays, which the run never does; a ``limit`` would funnel every row through one task.)"""
-    noop = {"format": "noop", "mode": "overwrite"}
-    batch = spark.table(cfg.source_table).where(F.col(cfg.ts) > F.lit(watermark))
-    batch.write.save(**noop)
-    latest = spark.table(cfg.latest_history_table)
-    latest.write.save(**noop)
-    months = window_months(batch_months, cfg.history_length)
-    window = spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
-    window.select(*cfg.value_columns, FACT_TS, VERSION).write.save(**noop)
-    ns = cfg.destination_table.rsplit(".", 1)[0]
-    total = max(latest.count(), 1)
-    month = F.element_at(F.array(*(F.lit(m) for m in months)),
-                         (F.pmod(F.xxhash64(F.col(cfg.key), F.rand(SEED)), F.lit(len(months))) + 1).cast("int"))
-    rows = latest.sample(withReplacement=True, fraction=result.summary_rows_written / total, seed=SEED)
-    replace_table(rows.withColumn(cfg.month, month), f"{ns}.floor_summary", partition_by=cfg.month,
-                  properties=cfg.layout.properties())
-    rows = latest.sample(withReplacement=False, fraction=min(1.0, result.latest_rows_written / total), seed=SEED)
-    replace_table(rows, f"{ns}.floor_latest", properties=cfg.layout.properties(latest=True))
-    return int(batch.count())
 
 
 def _fingerprint(df: DataFrame, columns: tuple[str, ...]) -> tuple[Any, ...]:
@@ -243,19 +188,82 @@ def _same(spark: SparkSession, a: PipelineConfig, b: PipelineConfig) -> bool:
     return True
 
 
-def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile,
-                  say: Callable[[str], None]) -> Report:
-    """Run every phase of ``profile`` and return the report (see the module docstring)."""
-    cfgs = _configs(base, profile)
-    long, short, full = cfgs["long"], cfgs["short"], cfgs["full"]
-    ensure_namespace(spark, long.destination_table)
-    for cfg in cfgs.values():
+def _drop(spark: SparkSession, cfgs: Iterable[PipelineConfig]) -> None:
+    """Drop the tables of each config (not their source)."""
+    for cfg in cfgs:
         for table in (cfg.destination_table, cfg.latest_history_table, cfg.ledger_table, cfg.deletes_table,
                       cfg.quarantine):
             spark.sql(f"DROP TABLE IF EXISTS {table}")
+
+
+def _last_run(spark: SparkSession, cfg: PipelineConfig, mode: str) -> dict[str, Any]:
+    """The ledger row of the latest succeeded ``mode`` run on ``cfg``'s tables ({} when there is none): what a
+    phase on kept tables needs of the runs it does not repeat (watermarks, rows written)."""
+    rows = [r for r in ledger_rows(spark, cfg.ledger_table, status="succeeded") if r["mode"] == mode]
+    return rows[-1] if rows else {}
+
+
+def _kept(spark: SparkSession, cfgs: Iterable[PipelineConfig], batch_table: str) -> bool:
+    """Whether an earlier call left what a call with ``reuse`` starts from: the batch, and both table sets with
+    a succeeded initial and incremental run in their ledgers."""
+    return table_exists(spark, batch_table) and all(
+        _last_run(spark, cfg, mode) for cfg in cfgs for mode in ("initial", "incremental"))
+
+
+def _roll_back(spark: SparkSession, cfg: PipelineConfig, say: Callable[[str], None]) -> None:
+    """Undo the latest incremental run on ``cfg``'s tables, as ``summary-pipeline rollback`` does."""
+    run_id = str(_last_run(spark, cfg, "incremental")["run_id"])
+    rollback(spark, cfg, new_result("rollback", cfg, {"run_id": run_id, "force": False}), run_id, False, say)
+
+
+def _jobs(spark: SparkSession, *run_ids: str) -> int:
+    """How many Spark jobs the job groups of ``run_ids`` started."""
+    return sum(spark_figures(spark, run_id).get("spark_jobs", 0) for run_id in run_ids)
+
+
+def _ratios(report: Report, long: str, short: str) -> dict[str, float]:
+    """Every ratio whose phases the call measured (``long`` and ``short`` label the two depths)."""
+    seconds = {p.name: p.seconds for p in report.phases}
+    pairs = {
+        "full_over_incremental": (f"full rebuild {long}", f"incremental {long}"),
+        "incremental_120_over_30": (f"incremental {long}", f"incremental {short}"),
+        "incremental_over_floor": (f"incremental {long}", f"I/O floor {long}"),
+        "initial_over_floor": (f"initial {long}", f"initial floor {long}"),
+    }
+    ratios = {name: round(seconds[a] / seconds[b], 2) for name, (a, b) in pairs.items()
+              if seconds.get(a) and seconds.get(b)}
+    if f"initial {long}" in seconds:
+        ratios["initial_summary_rows_per_second"] = round(report.phase(f"initial {long}").per_second, 1)
+    return ratios
+
+
+def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile, say: Callable[[str], None], *,
+                  reuse: bool = False, phases: Collection[str] | None = None) -> Report:
+    """Run ``profile``'s phases and return the report (see the module docstring).
+
+    ``phases`` (names from :data:`PHASES`; all when None) says what to measure. A call from scratch always
+    runs the initial builds and the incremental runs, which every other phase needs. With ``reuse``, when an
+    earlier call's tables are in place (else the call starts from scratch), nothing is generated or built: the
+    incremental runs are rolled back and run again. The initial builds cannot be measured then, as the source
+    already holds the batch.
+    """
+    cfgs = _configs(base, profile)
+    long, short, full = cfgs["long"], cfgs["short"], cfgs["full"]
+    batch_table = f"{long.source_table}_batch"
+    ensure_namespace(spark, long.destination_table)
+    kept = reuse and _kept(spark, (long, short), batch_table)
+    if kept and phases is not None and "initial" in phases:
+        raise SummaryPipelineError("the initial builds cannot be measured again on kept tables (their source "
+                                   "already holds the batch): leave initial out of --phases, or drop --reuse")
+    if reuse and not kept:
+        say(f"No tables of an earlier {profile.name} call to reuse (a batch, and ledgers with a succeeded "
+            "initial and incremental run): starting from scratch")
+    wanted = set(phases or PHASES)
+    if not kept:
+        wanted |= {"initial", "incremental"}  # from scratch, every other phase needs them
     report = Report(profile=profile.name, accounts=profile.accounts, months=profile.months,
                     short_months=profile.short_months, history_length=base.history_length,
-                    started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), reused=kept,
                     settings={**{k: v for k, v in spark.sparkContext.getConf().getAll()
                                  if k in ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions")},
                               **{f"layout.{k}": str(v) for k, v in base.layout.model_dump().items()}})
@@ -265,71 +273,82 @@ def run_benchmark(spark: SparkSession, base: PipelineConfig, profile: Profile,
     def measure(name: str, unit: str, body: Callable[[], int | RunResult]) -> Phase:
         say(f"  {name} ...")
         memory.reset()
+        group = f"benchmark-{uuid.uuid4().hex[:16]}"
         start = time.monotonic()
-        out = body()
+        with job_group(spark, group, name):
+            out = body()
         seconds = round(time.monotonic() - start, 2)
+        peak = memory.peak_mib()
         if isinstance(out, RunResult):
             rows = out.summary_rows_written if unit == "summary rows" else out.source_rows
-            phase = Phase(name, seconds, rows, unit, memory.peak_mib(), dict(out.timings))
+            phase = Phase(name, seconds, rows, unit, peak, dict(out.timings), _jobs(spark, group, out.run_id))
         else:
-            phase = Phase(name, seconds, out, unit, memory.peak_mib())
+            phase = Phase(name, seconds, out, unit, peak, spark_jobs=_jobs(spark, group))
         report.phases.append(phase)
         say(f"  {name}: {phase.seconds:.1f} s, {phase.rows:,} {unit} ({phase.per_second:,.0f}/s)")
         return phase
 
-    start_long = f"{2025 - (profile.months - 1) // 12:04d}-{12 - (profile.months - 1) % 12:02d}"
-    say(f"Generating {profile.accounts:,} accounts x {profile.months} months of source versions")
-    history = generate_versions(spark, accounts=profile.accounts, start_month=start_long, end_month=END_MONTH,
-                                seed=SEED)
-    _write_source(spark, long.source_table, history)
-    short_start = month_index(F.lit(END_MONTH)) - (profile.short_months - 1)
-    _write_source(spark, short.source_table,
-                  spark.table(long.source_table).where(month_index(F.col("rpt_as_of_mo")) >= short_start))
-
+    deep, shallow = f"({profile.months} months)", f"({profile.short_months} months)"  # the phases' labels
     initial = RunOptions(mode="initial")
-    # The short build runs first: it also warms the JVM (JIT, code generation), which a cluster amortises over
-    # hours of work but which would otherwise dominate the first small phase measured here.
-    measure("initial (30 months)", "summary rows", lambda: run(spark, short, initial, progress=quiet))
-    measure("initial (120 months)", "summary rows", lambda: run(spark, long, initial, progress=quiet))
+    if not kept:
+        _drop(spark, cfgs.values())
+        start_long = f"{2025 - (profile.months - 1) // 12:04d}-{12 - (profile.months - 1) % 12:02d}"
+        say(f"Generating {profile.accounts:,} accounts x {profile.months} months of source versions")
+        history = generate_versions(spark, accounts=profile.accounts, start_month=start_long, end_month=END_MONTH,
+                                    seed=SEED)
+        _write_source(spark, long.source_table, history)
+        short_start = month_index(F.lit(END_MONTH)) - (profile.short_months - 1)
+        _write_source(spark, short.source_table,
+                      spark.table(long.source_table).where(month_index(F.col("rpt_as_of_mo")) >= short_start))
+        # The short build runs first: it also warms the JVM (JIT, code generation), which a cluster amortises
+        # over hours of work but which would otherwise dominate the first small phase measured here.
+        measure(f"initial {shallow}", "summary rows", lambda: run(spark, short, initial, progress=quiet))
+        measure(f"initial {deep}", "summary rows", lambda: run(spark, long, initial, progress=quiet))
 
-    watermark = read_watermark(spark, long)
-    assert watermark is not None
-    at = watermark + dt.timedelta(days=30)
-    say("Generating the batch")
-    batch = make_batch(spark, spark.table(long.source_table), profile.accounts, at)
-    batch_table = f"{long.source_table}_batch"
-    _write_source(spark, batch_table, batch)
-    _write_source(spark, long.source_table, spark.table(batch_table), append=True)
-    _write_source(spark, short.source_table, spark.table(batch_table), append=True)
-    batch_months = sorted({int(r[0]) for r in spark.table(batch_table)
-                           .select(month_index(F.col("rpt_as_of_mo"))).distinct().collect()} - {2026 * 12})
+    built = _last_run(spark, long, "initial")
+    if "initial-floor" in wanted:
+        read = spark.table(long.source_table).where(F.col(long.ts) <= F.lit(built["watermark_committed"]))
+        versions = read.count()
+        measure(f"initial floor {deep}", "summary rows",
+                lambda: initial_floor(long, read, int(built["summary_rows_written"]), versions))
 
-    incremental = RunOptions(mode="incremental")
-    results: dict[str, RunResult] = {}
+    if not kept:
+        say("Generating the batch")
+        at = built["watermark_committed"] + dt.timedelta(days=30)
+        _write_source(spark, batch_table,
+                      BATCHES[profile.batch](spark, spark.table(long.source_table), profile.accounts, at))
+        _write_source(spark, long.source_table, spark.table(batch_table), append=True)
+        _write_source(spark, short.source_table, spark.table(batch_table), append=True)
+    # The months the batch corrects or adds history to (its forward months, NEXT_MONTH on, have no window).
+    batch_months = sorted(int(r[0]) for r in spark.table(batch_table).where(F.col("rpt_as_of_mo") < NEXT_MONTH)
+                          .select(month_index(F.col("rpt_as_of_mo"))).distinct().collect())
 
-    def inc(cfg: PipelineConfig, key: str) -> RunResult:
-        results[key] = run(spark, cfg, incremental, progress=quiet)
-        return results[key]
+    if "incremental" in wanted:
+        if kept:
+            say("  rolling back the incremental runs of the earlier call")
+            _roll_back(spark, long, quiet)
+            _roll_back(spark, short, quiet)
+        # Warm the incremental code paths too, as the short build warmed the initial ones: otherwise the first
+        # run measured pays for them and the second does not (a dry run reads, classifies and rebuilds, writes
+        # nothing).
+        say(f"  warm-up: a dry run of the {profile.short_months}-month incremental")
+        run(spark, short, RunOptions(mode="incremental", dry_run=True), progress=quiet)
+        incremental = RunOptions(mode="incremental")
+        measure(f"incremental {deep}", "batch records", lambda: run(spark, long, incremental, progress=quiet))
+        measure(f"incremental {shallow}", "batch records", lambda: run(spark, short, incremental, progress=quiet))
+    if "full" in wanted:
+        _drop(spark, [full])
+        measure(f"full rebuild {deep}", "summary rows", lambda: run(spark, full, initial, progress=quiet))
+    if "floor" in wanted:
+        applied = _last_run(spark, long, "incremental")
+        measure(f"I/O floor {deep}", "batch records",
+                lambda: io_floor(spark, long, applied["watermark_read"], batch_months,
+                                 int(applied["summary_rows_written"]), int(applied["latest_rows_written"])))
 
-    # Warm the incremental code paths too, as the short build warmed the initial ones: otherwise the first run
-    # measured pays for them and the second does not (a dry run reads, classifies and rebuilds, writes nothing).
-    say("  warm-up: a dry run of the 30-month incremental")
-    run(spark, short, RunOptions(mode="incremental", dry_run=True), progress=quiet)
-    t_inc = measure("incremental (120 months)", "batch records", lambda: inc(long, "long"))
-    t_short = measure("incremental (30 months)", "batch records", lambda: inc(short, "short"))
-    t_full = measure("full rebuild (120 months)", "summary rows", lambda: run(spark, full, initial, progress=quiet))
-    t_floor = measure("I/O floor (120 months)", "batch records",
-                      lambda: _floor(spark, long, watermark, batch_months, results["long"]))
-
-    t_initial = report.phase("initial (120 months)")
-    report.ratios = {
-        "full_over_incremental": round(t_full.seconds / t_inc.seconds, 2),
-        "incremental_120_over_30": round(t_inc.seconds / t_short.seconds, 2),
-        "incremental_over_floor": round(t_inc.seconds / t_floor.seconds, 2),
-        "initial_summary_rows_per_second": round(t_initial.per_second, 1),
-    }
-    say("Checking the incremental result against the full rebuild")
-    report.checks = {"incremental_equals_full_rebuild": _same(spark, long, full)}
+    report.ratios = _ratios(report, deep, shallow)
+    if wanted & {"incremental", "full"} and table_exists(spark, full.destination_table):
+        say("Checking the incremental result against the full rebuild")
+        report.checks = {"incremental_equals_full_rebuild": _same(spark, long, full)}
     return report
 
 

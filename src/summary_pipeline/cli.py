@@ -109,14 +109,28 @@ def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
 
 
 def _benchmark_parser(prog: str) -> argparse.ArgumentParser:
-    from summary_pipeline.benchmark import PROFILES
+    from summary_pipeline.benchmark import PHASES, PROFILES
+
+    def phases(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        if not names or any(name not in PHASES for name in names):
+            raise argparse.ArgumentTypeError(f"{text!r}: give phases separated by commas, from {', '.join(PHASES)}")
+        return names
 
     parser = argparse.ArgumentParser(prog=prog, description="measure initial, incremental, full rebuild and the "
-                                     "I/O floor on generated data, and print the ratios (docs/PERFORMANCE.md)")
+                                     "I/O floors on generated data, and print the ratios (docs/PERFORMANCE.md)")
     _common(parser)
     parser.add_argument("--profile", choices=list(PROFILES), default="small",
-                        help="small (minutes), medium (50,000 accounts x 120 months), large (by hand)")
-    parser.add_argument("--json", help="where to write the figures (default benchmark-<profile>.json)")
+                        help="small (minutes), medium (50,000 accounts x 120 months), large (by hand), seed "
+                        "(20,000 accounts x 48 months, the seed's own test batch)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure again on the tables an earlier call of the profile kept: roll its incremental "
+                        "runs back and rerun them, generating and building nothing")
+    parser.add_argument("--phases", type=phases,
+                        help=f"measure only these, comma-separated: {', '.join(PHASES)} (default: all; from "
+                        "scratch, initial and incremental always run)")
+    parser.add_argument("--json", help="where to write the figures (default benchmark-<profile>.json, or "
+                        "benchmark-<profile>-reuse.json when the call reused kept tables)")
     return parser
 
 
@@ -297,10 +311,10 @@ def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
     profile = PROFILES[args.profile]
     spark = _session(cfg, args.warehouse, {"spark.driver.memory": profile.driver_memory})
     try:
-        report = run_benchmark(spark, cfg, profile, console.progress)
+        report = run_benchmark(spark, cfg, profile, console.progress, reuse=args.reuse, phases=args.phases)
     finally:
         spark.stop()
-    path = Path(args.json or f"benchmark-{profile.name}.json")
+    path = Path(args.json or f"benchmark-{profile.name}{'-reuse' if report.reused else ''}.json")
     write_json(report, path)
     console.benchmark(report, str(path))
     return 0

@@ -126,10 +126,12 @@ class Console:
             print(json.dumps(report.as_dict(), sort_keys=True), file=self.out, flush=True)
             return
         self._print("")
+        kept = " (again, on the tables an earlier call kept)" if report.reused else ""
         self.table(f"Benchmark {report.profile}: {report.accounts:,} accounts, {report.months} and "
-                   f"{report.short_months} months of history, H={report.history_length}", [
+                   f"{report.short_months} months of history, H={report.history_length}{kept}", [
             {"phase": p.name, "seconds": f"{p.seconds:.1f}", "rows": f"{p.rows:,} {p.unit}",
-             "rows/s": f"{p.per_second:,.0f}", "peak heap MiB": p.peak_heap_mib} for p in report.phases])
+             "rows/s": f"{p.per_second:,.0f}", "peak heap MiB": p.peak_heap_mib,
+             "Spark jobs": "" if p.spark_jobs is None else p.spark_jobs} for p in report.phases])
         self._print("")
         self.table("Targets", [
             {"ratio": name, "value": f"{value:,.2f}", "target": f"{TARGETS[name][0]} {TARGETS[name][1]:,}",
