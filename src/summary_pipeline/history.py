@@ -151,16 +151,20 @@ def summary_rows(facts: DataFrame, cfg: PipelineConfig, *, alone: bool = False) 
         back = [F.col("_sp_slot")] + [F.lag("_sp_slot", k).over(by_month) for k in range(1, h)]
         rows = _dense(facts, cfg).select("*", *(col.alias(f"_sp_back{k}") for k, col in enumerate(back)))
 
+        # These H-element expressions are written as SQL text, one parse each: built from Column objects they
+        # cost thousands of Py4J calls per run, whatever the size of the batch. Position k is the row k rows
+        # back, else the base's element for month m-k (see _anchored).
         def history(i: int, name: str) -> Column:
-            base = F.col(base_history(name))
-            return F.array(*(F.coalesce(F.col(f"_sp_back{k}")[rolling_field(i)],
-                                        _anchored(base, F.col(BASE_MONTH), m - k, h)) for k in range(h)))
+            at = [f"`{BASE_MONTH}` - (`{MONTH_INDEX}` - {k})" for k in range(h)]
+            return F.expr("array(" + ", ".join(
+                f"coalesce(`_sp_back{k}`.`{rolling_field(i)}`, CASE WHEN {j} >= 0 AND {j} < {h} "
+                f"THEN element_at(`{base_history(name)}`, {j} + 1) END)" for k, j in enumerate(at)) + ")")
 
         histories = {name: history(i, name).cast(f"array<{kind}>") for i, (name, kind) in enumerate(types.items())}
         # The base's fact timestamps still inside this row's window: indexes up to H-1-(m - last month).
-        base_ts = [F.when(F.lit(j) <= F.lit(h - 1) - (m - F.col(BASE_TS_MONTH)), F.col(BASE_TS)[j])
+        base_ts = [f"CASE WHEN {j} <= {h - 1} - (`{MONTH_INDEX}` - `{BASE_TS_MONTH}`) THEN `{BASE_TS}`[{j}] END"
                    for j in range(h)]
-        row_ts = F.greatest(*base_ts, *(F.col(f"_sp_back{k}")[FACT_TS] for k in range(h)))
+        row_ts = F.expr("greatest(" + ", ".join([*base_ts, *(f"`_sp_back{k}`.`{FACT_TS}`" for k in range(h))]) + ")")
         latest = {}
     values = [row_ts.alias(c) if c == cfg.ts else F.col(c) for c in cfg.value_columns]
     built = rows.where(F.col(EMIT)).select(

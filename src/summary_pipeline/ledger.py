@@ -154,7 +154,9 @@ def ledger_rows(spark: SparkSession, table: str, status: str | None = None) -> l
     df = spark.table(table)
     if status is not None:
         df = df.where(F.col("status") == status)
-    return [r.asDict() for r in df.orderBy("started_at", "run_id").collect()]
+    # Sorted here, not by Spark: a sort is a shuffle and two more jobs, on a table of one row per run.
+    rows = [r.asDict() for r in df.collect()]
+    return sorted(rows, key=lambda r: (r["started_at"] is not None, r["started_at"] or dt.datetime.min, r["run_id"]))
 
 
 def committed_watermark(rows: list[dict[str, Any]]) -> dt.datetime | None:
