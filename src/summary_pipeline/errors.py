@@ -7,6 +7,9 @@ as a Py4J stack trace.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "NotReadyError",
@@ -61,16 +64,14 @@ class RejectThresholdError(SummaryPipelineError):
 def describe(err: BaseException) -> str:
     """One readable line for any error: a Java error as its class and message (and its root cause), never
     Py4J's "An error occurred while calling o123.sql"."""
-    java = getattr(err, "java_exception", None)
-    if java is None:
+    if getattr(err, "java_exception", None) is None:
         text = str(err).strip()
         return text.splitlines()[0] if text else type(err).__name__
     causes: list[str] = []
-    while java is not None and len(causes) < 20:
+    for java in _java_causes(err):
         message = str(java.getMessage() or "").strip()
         line = message.splitlines()[0] if message else ""
         causes.append(f"{java.getClass().getSimpleName()}: {line}"[:300] if line else str(java.getClass().getName()))
-        java = java.getCause()
     return causes[0] if len(causes) == 1 or causes[0] == causes[-1] else f"{causes[0]} (caused by {causes[-1]})"
 
 
@@ -82,16 +83,26 @@ _STOPPED_MARKS = ("SparkContext was shut down", "stopped SparkContext", "SparkCo
                   "Answer from Java side is empty", "Error while sending or receiving", "Connection refused")
 
 
+def _java_causes(err: BaseException) -> Iterator[Any]:
+    """The Java exception behind a Py4J error and its causes, outermost first (at most 20)."""
+    java = getattr(err, "java_exception", None)
+    for _ in range(20):
+        if java is None:
+            return
+        yield java
+        java = java.getCause()
+
+
 def _chain(err: BaseException) -> str:
     """Every class name and message in an error and its causes, Python's and Java's, as one text to search."""
     parts: list[str] = []
     seen: BaseException | None = err
-    while seen is not None and len(parts) < 40:
+    for _ in range(20):
+        if seen is None:
+            break
         parts += [type(seen).__name__, str(seen)]
-        java = getattr(seen, "java_exception", None)
-        while java is not None and len(parts) < 40:
+        for java in _java_causes(seen):
             parts += [str(java.getClass().getName()), str(java.getMessage() or "")]
-            java = java.getCause()
         seen = seen.__cause__ or seen.__context__
     return "\n".join(parts)
 
