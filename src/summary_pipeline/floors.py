@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.engine import window_months
 from summary_pipeline.facts import FACT_TS, VERSION
-from summary_pipeline.prepare import rank_fields
+from summary_pipeline.prepare import rank_fields, renamed
 from summary_pipeline.tables import replace_table
 from summary_pipeline.workloads import SEED
 
@@ -59,10 +59,8 @@ def initial_floor(cfg: PipelineConfig, source: DataFrame, rows: int, versions: i
     transformations, inferred columns, rolling values) are evaluated, since the written values are made of
     them; what is left out is the build's work: ranking versions, the history windows, the grids' assembly."""
     h = cfg.history_length
-    carried = [F.col(c) for c in (cfg.key, cfg.month, cfg.ts, cfg.soft_delete.column) if c not in cfg.columns.values()]
     ties = rank_fields(cfg)[1:]
-    df = source.select(*(F.col(f"`{s}`").alias(d) for s, d in cfg.columns.items()), *carried,
-                       *(F.col(c).alias(t) for c, t in zip(cfg.tie_breaker_columns, ties, strict=True)))
+    df = source.select(*renamed(cfg), *(F.col(c).alias(t) for c, t in zip(cfg.tie_breaker_columns, ties, strict=True)))
     for step in (*cfg.column_transformations, *cfg.inferred_columns):
         df = df.withColumn(step.name, F.expr(step.mapper_expr))
     value = {r.name: F.expr(r.mapper_expr).cast(r.spark_type) for r in cfg.rolling_columns}

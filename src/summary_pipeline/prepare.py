@@ -24,6 +24,7 @@ __all__ = [
     "prepare",
     "rank_fields",
     "reject_reason",
+    "renamed",
     "rolling_field",
 ]
 
@@ -84,6 +85,13 @@ def rank_fields(cfg: PipelineConfig) -> list[str]:
     return ["_sp_ts", *(_tie_field(i) for i in range(len(cfg.tie_breaker_columns)))]
 
 
+def renamed(cfg: PipelineConfig) -> list[Column]:
+    """The source columns a version is made of, under their destination names (SPEC 4, step 1): ``columns``
+    renamed, then the key, month, timestamp and soft-delete columns that ``columns`` does not map."""
+    carried = [F.col(c) for c in (cfg.key, cfg.month, cfg.ts, cfg.soft_delete.column) if c not in cfg.columns.values()]
+    return [*(F.col(f"`{src}`").alias(dst) for src, dst in cfg.columns.items()), *carried]
+
+
 def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Turn raw source versions into prepared versions (SPEC 4), flagging each with a reject reason or NULL.
 
@@ -91,11 +99,8 @@ def prepare(source: DataFrame, cfg: PipelineConfig) -> DataFrame:
     inferred columns, rolling values cast to their types. A rolling value that is not NULL before the cast but
     NULL after it cannot take its configured type, and rejects the row.
     """
-    renamed = [F.col(f"`{src}`").alias(dst) for src, dst in cfg.columns.items()]
-    carried = [F.col(c) for c in (cfg.key, cfg.month, cfg.ts, cfg.soft_delete.column) if c not in cfg.columns.values()]
     df = source.select(
-        *renamed,
-        *carried,
+        *renamed(cfg),
         F.col(cfg.ts).alias("_sp_ts"),
         *(F.col(c).alias(_tie_field(i)) for i, c in enumerate(cfg.tie_breaker_columns)),
         reject_reason(cfg).alias(REJECT),
