@@ -21,9 +21,10 @@ from factories import load_source, new_config, oracle_config, version
 from oracle import expected_tables
 from summary_pipeline import protocol, runner
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.errors import ConflictError, LockLostError
 from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.lock import LockLostError, Owner, clear_lock, read_owner
-from summary_pipeline.protocol import STEPS, ConflictError
+from summary_pipeline.lock import Owner, clear_lock, read_owner
+from summary_pipeline.protocol import STEPS
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import read_watermark, run
 from summary_pipeline.snapshots import RUN_ID_PROPERTY, state, swap_properties

@@ -8,8 +8,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, version
-from summary_pipeline.errors import ConfigError
-from summary_pipeline.modes import BadFilterError
+from summary_pipeline.errors import BadFilterError, ConfigError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 from summary_pipeline.tables import table_exists

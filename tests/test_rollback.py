@@ -9,9 +9,9 @@ from pyspark.sql import SparkSession
 
 from factories import assert_matches_oracle, load_source, new_config, version
 from summary_pipeline import protocol
-from summary_pipeline.errors import NotReadyError
+from summary_pipeline.errors import NotReadyError, RollbackRefusedError
 from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.protocol import RollbackRefusedError, rollback
+from summary_pipeline.protocol import rollback
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import new_result, read_watermark, run
 from summary_pipeline.tables import table_exists

@@ -29,7 +29,7 @@ from typing import Any
 from summary_pipeline import __version__
 from summary_pipeline.config import PipelineConfig, load_config
 from summary_pipeline.console import Console
-from summary_pipeline.errors import SummaryPipelineError, describe, jvm_stopped, out_of_memory
+from summary_pipeline.errors import SummaryPipelineError, spark_error_message
 from summary_pipeline.result import MODES, RunOptions
 
 __all__ = ["main"]
@@ -183,27 +183,6 @@ def _setup_logging(verbose: bool, json_logs: bool = False) -> None:
     logging.getLogger("summary_pipeline.progress").setLevel(logging.INFO)
 
 
-#: What to do when Spark runs out of memory: the settings to raise, embedded and on a cluster.
-MEMORY_HINT = ("Give Spark more memory in the config's \"spark\" block: \"spark.driver.memory\" when it runs "
-               "embedded (default: half this machine's memory), \"spark.executor.memory\" and "
-               "\"spark.executor.memoryOverhead\" on a cluster. Then run the same command again: it undoes "
-               "what this run wrote and records it failed.")
-
-
-def _spark_error_message(err: Exception) -> str | None:
-    """One meaningful line for a Spark/Py4J error, or None when ``err`` is not one."""
-    module = type(err).__module__
-    spark_error = module.startswith("pyspark") or module.startswith("py4j") or isinstance(err, ConnectionError)
-    if not spark_error:
-        return None
-    if out_of_memory(err):
-        return f"Spark ran out of memory ({describe(err)}). {MEMORY_HINT}"
-    if jvm_stopped(err):
-        return (f"Spark stopped during the run ({describe(err)}); most often its JVM ran out of memory, which "
-                f"the log above shows as OutOfMemoryError. {MEMORY_HINT}")
-    return f"Spark failed: {describe(err)}"
-
-
 def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
     """Run ``body`` and turn every exception into one message and an exit code."""
     try:
@@ -217,7 +196,7 @@ def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
         console.error(Exception("interrupted"))
         return 130
     except Exception as err:
-        message = _spark_error_message(err)
+        message = spark_error_message(err)
         if message is None:
             raise
         if verbose:

@@ -2,7 +2,8 @@
 
 Every failure a user can cause or meet ends as one of these, with a message that says what is wrong and how to
 fix it. The CLI turns them into one line (or a short list) and an exit code; nothing else should reach the user
-as a Py4J stack trace.
+as a Py4J stack trace. Errors from the JVM are read here too, and only here: what a Java error chain means
+(a commit conflict, an out-of-memory, a stopped Spark) and the one line a user is shown for it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,26 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "MEMORY_HINT",
+    "BadFilterError",
+    "CommitFailed",
     "ConfigError",
+    "ConflictError",
+    "LockLostError",
+    "LockedError",
     "NotReadyError",
     "RejectThresholdError",
+    "RestoreError",
+    "RollbackRefusedError",
     "SourceError",
     "SummaryPipelineError",
     "TablesNotEmptyError",
+    "UnknownAccountError",
     "describe",
+    "is_commit_conflict",
     "jvm_stopped",
     "out_of_memory",
+    "spark_error_message",
 ]
 
 
@@ -59,6 +71,45 @@ class TablesNotEmptyError(SummaryPipelineError):
 
 class RejectThresholdError(SummaryPipelineError):
     """More source rows were rejected than the config allows; summary and latest_summary were not written."""
+
+
+class BadFilterError(SummaryPipelineError):
+    """The ``--backfill-filter`` is not one boolean expression over source columns."""
+
+
+class UnknownAccountError(SummaryPipelineError):
+    """``inspect``: the account has no row in either table (or the key does not fit the key column)."""
+
+
+class LockedError(SummaryPipelineError):
+    """Another run holds the lock and may still be alive."""
+
+    exit_code = 2
+
+
+class LockLostError(SummaryPipelineError):
+    """Another run took this run's lock (it judged this run dead); this run stops before its next commit."""
+
+
+class ConflictError(SummaryPipelineError):
+    """Another writer committed to a table during this run; this run's writes were undone."""
+
+
+class RollbackRefusedError(SummaryPipelineError):
+    """A rollback would lose later runs and was not told to."""
+
+    exit_code = 2
+
+
+class RestoreError(SummaryPipelineError):
+    """A table cannot be put back: somebody else committed on top, or the snapshot was expired."""
+
+
+class CommitFailed(SummaryPipelineError):
+    """The catalog refused a compare-and-swap because the table changed since it was read.
+
+    Internal: the lock catches it and decides again; it reaches a user only as a :class:`LockedError`.
+    """
 
 
 def describe(err: BaseException) -> str:
@@ -120,3 +171,35 @@ def jvm_stopped(err: BaseException) -> bool:
         return True
     text = _chain(err)
     return any(mark in text for mark in _STOPPED_MARKS)
+
+
+#: Iceberg's errors for a commit that lost to another writer (or whose outcome the catalog cannot tell).
+_CONFLICTS = ("org.apache.iceberg.exceptions.CommitFailedException",
+              "org.apache.iceberg.exceptions.ValidationException",
+              "org.apache.iceberg.exceptions.CommitStateUnknownException")
+
+
+def is_commit_conflict(err: BaseException) -> bool:
+    """True when ``err`` (or its cause chain on the JVM side) is an Iceberg commit conflict."""
+    return any(str(java.getClass().getName()) in _CONFLICTS for java in _java_causes(err))
+
+
+#: What to do when Spark runs out of memory: the settings to raise, embedded and on a cluster.
+MEMORY_HINT = ("Give Spark more memory in the config's \"spark\" block: \"spark.driver.memory\" when it runs "
+               "embedded (default: half this machine's memory), \"spark.executor.memory\" and "
+               "\"spark.executor.memoryOverhead\" on a cluster. Then run the same command again: it undoes "
+               "what this run wrote and records it failed.")
+
+
+def spark_error_message(err: BaseException) -> str | None:
+    """One meaningful line for a Spark/Py4J error, or None when ``err`` is not one."""
+    module = type(err).__module__
+    spark_error = module.startswith("pyspark") or module.startswith("py4j") or isinstance(err, ConnectionError)
+    if not spark_error:
+        return None
+    if out_of_memory(err):
+        return f"Spark ran out of memory ({describe(err)}). {MEMORY_HINT}"
+    if jvm_stopped(err):
+        return (f"Spark stopped during the run ({describe(err)}); most often its JVM ran out of memory, which "
+                f"the log above shows as OutOfMemoryError. {MEMORY_HINT}")
+    return f"Spark failed: {describe(err)}"

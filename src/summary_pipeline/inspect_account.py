@@ -19,15 +19,12 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.engine import month_name
-from summary_pipeline.errors import NotReadyError, SummaryPipelineError
+from summary_pipeline.errors import NotReadyError, UnknownAccountError
 from summary_pipeline.prepare import is_active
 from summary_pipeline.tables import table_exists
 
-__all__ = ["AccountView", "UnknownAccountError", "inspect_account"]
+__all__ = ["AccountView", "inspect_account"]
 
-
-class UnknownAccountError(SummaryPipelineError):
-    """The account has no row in either table (or the key does not fit the key column)."""
 
 
 @dataclass

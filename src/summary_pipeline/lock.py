@@ -25,10 +25,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from summary_pipeline.errors import SummaryPipelineError, describe
-from summary_pipeline.snapshots import CommitFailed, swap_properties
+from summary_pipeline.errors import CommitFailed, LockedError, LockLostError, describe
+from summary_pipeline.snapshots import swap_properties
 
-__all__ = ["LockLostError", "LockedError", "Owner", "RunLock", "clear_lock", "gone", "read_owner"]
+__all__ = ["Owner", "RunLock", "clear_lock", "gone", "read_owner"]
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,6 @@ _FIELDS = ("run-id", "mode", "host", "machine", "pid", "jvm-pid", "since", "hear
 _ACTIVE: set[str] = set()
 
 
-class LockedError(SummaryPipelineError):
-    """Another run holds the lock and may still be alive."""
-
-    exit_code = 2
-
-
-class LockLostError(SummaryPipelineError):
-    """Another run took this run's lock (it judged this run dead); this run stops before its next commit."""
 
 
 @dataclass(frozen=True)

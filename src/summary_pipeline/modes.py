@@ -10,17 +10,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.errors import ConfigError, SummaryPipelineError
+from summary_pipeline.errors import BadFilterError, ConfigError, SummaryPipelineError
 from summary_pipeline.result import RunOptions
 
-__all__ = ["BadFilterError", "check_arguments", "check_backfill_filter", "select_batch"]
+__all__ = ["check_arguments", "check_backfill_filter", "select_batch"]
 
 _FORBIDDEN = re.compile(r";|\b(select|insert|update|delete|drop|create|alter|merge|truncate|exists)\b",
                         re.IGNORECASE)
 
-
-class BadFilterError(SummaryPipelineError):
-    """The ``--backfill-filter`` is not one boolean expression over source columns."""
 
 
 def check_backfill_filter(source: DataFrame, predicate: str) -> None:

@@ -34,13 +34,21 @@ from typing import Any, TypeVar
 from pyspark.sql import SparkSession
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.errors import SummaryPipelineError, describe
+from summary_pipeline.errors import (
+    ConflictError,
+    LockLostError,
+    RestoreError,
+    RollbackRefusedError,
+    SummaryPipelineError,
+    describe,
+    is_commit_conflict,
+)
 from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record
-from summary_pipeline.lock import LockLostError, RunLock
+from summary_pipeline.lock import RunLock
 from summary_pipeline.result import RunResult
-from summary_pipeline.snapshots import RUN_ID_PROPERTY, RestoreError, is_commit_conflict, restore, state, tagged
+from summary_pipeline.snapshots import RUN_ID_PROPERTY, restore, state, tagged
 
-__all__ = ["STEPS", "ConflictError", "RollbackRefusedError", "RunGuard", "data_tables", "rollback", "rollback_plan",
+__all__ = ["STEPS", "RunGuard", "data_tables", "rollback", "rollback_plan",
            "settle_plan", "step"]
 
 log = logging.getLogger(__name__)
@@ -60,14 +68,6 @@ def step(name: str) -> None:
         step_hook(name)
 
 
-class ConflictError(SummaryPipelineError):
-    """Another writer committed to a table during this run; this run's writes were undone."""
-
-
-class RollbackRefusedError(SummaryPipelineError):
-    """A rollback would lose later runs and was not told to."""
-
-    exit_code = 2
 
 
 def data_tables(cfg: PipelineConfig) -> tuple[str, str, str]:

@@ -17,15 +17,12 @@ from typing import Any, ClassVar, TypeVar
 
 from pyspark.sql import SparkSession
 
-from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.errors import CommitFailed, RestoreError, is_commit_conflict
 from summary_pipeline.tables import table_exists
 
 __all__ = [
     "NO_SNAPSHOT",
     "RUN_ID_PROPERTY",
-    "CommitFailed",
-    "RestoreError",
-    "is_commit_conflict",
     "restore",
     "snapshot_time",
     "state",
@@ -40,28 +37,6 @@ RUN_ID_PROPERTY = "summary-pipeline.run-id"
 NO_SNAPSHOT = -1
 
 T = TypeVar("T")
-
-_CONFLICTS = ("org.apache.iceberg.exceptions.CommitFailedException",
-              "org.apache.iceberg.exceptions.ValidationException",
-              "org.apache.iceberg.exceptions.CommitStateUnknownException")
-
-
-class CommitFailed(Exception):
-    """The catalog refused a compare-and-swap because the table changed since it was read."""
-
-
-class RestoreError(SummaryPipelineError):
-    """A table cannot be put back: somebody else committed on top, or the snapshot was expired."""
-
-
-def is_commit_conflict(err: BaseException) -> bool:
-    """True when ``err`` (or its cause chain on the JVM side) is an Iceberg commit conflict."""
-    java = getattr(err, "java_exception", None)
-    while java is not None:
-        if str(java.getClass().getName()) in _CONFLICTS:
-            return True
-        java = java.getCause()
-    return False
 
 
 def _table(spark: SparkSession, name: str) -> Any:
