@@ -14,11 +14,11 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from summary_pipeline.config_checks import reference_problems
+from summary_pipeline.config_checks import IDENTIFIER, reference_problems
 from summary_pipeline.errors import ConfigError
 
 __all__ = [
@@ -43,7 +43,6 @@ IGNORED_SEED_KEYS = (
     "performance",
 )
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _DECIMAL = re.compile(r"^decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
 _SIMPLE_TYPES = {
@@ -93,6 +92,25 @@ def _seconds(value: int | str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
 
 
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a column identifier")
+    return value
+
+
+def _table_name(value: str) -> str:
+    if not _TABLE.match(value):
+        raise ValueError(f"{value!r} is not a table name; use [catalog.]namespace.table with letters, digits and "
+                         "underscores")
+    return value
+
+
+#: A column name the config gives: letters, digits and underscores, not starting with a digit.
+Identifier = Annotated[str, AfterValidator(_identifier)]
+#: A table name: ``[catalog.]namespace.table``, each part an identifier.
+TableName = Annotated[str, AfterValidator(_table_name)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -100,32 +118,18 @@ class _Model(BaseModel):
 class ColumnExpr(_Model):
     """A named Spark SQL expression (``column_transformations`` and ``inferred_columns``)."""
 
-    name: str
+    name: Identifier
     mapper_expr: str
-
-    @field_validator("name")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _IDENT.match(value):
-            raise ValueError(f"{value!r} is not a column identifier")
-        return value
 
 
 class RollingColumn(_Model):
     """A column whose last ``history_length`` monthly values are kept as ``<name>_history``."""
 
-    name: str
+    name: Identifier
     mapper_expr: str
     type: str
     num_cols: int | None = None
     mapper_column: str | None = None  # seed key; configures nothing here
-
-    @field_validator("name")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _IDENT.match(value):
-            raise ValueError(f"{value!r} is not a column identifier")
-        return value
 
     @field_validator("type")
     @classmethod
@@ -232,12 +236,12 @@ class Layout(_Model):
 class PipelineConfig(_Model):
     """Everything a run needs to know, validated once; see docs/config.md for each key."""
 
-    source_table: str
-    destination_table: str
-    latest_history_table: str
-    partition_column: str
-    primary_column: str
-    max_identifier_column: str
+    source_table: TableName
+    destination_table: TableName
+    latest_history_table: TableName
+    partition_column: Identifier
+    primary_column: Identifier
+    max_identifier_column: Identifier
     columns: dict[str, str]
     rolling_columns: tuple[RollingColumn, ...]
     history_length: int = Field(default=36, ge=1, le=600)
@@ -253,9 +257,9 @@ class PipelineConfig(_Model):
     warehouse: str | None = None
     catalog_name: str = "local"
     watermark_lookback: int = 0
-    run_ledger_table: str | None = None
-    quarantine_table: str | None = None
-    deletes_table_name: str | None = Field(default=None, alias="deletes_table")
+    run_ledger_table: TableName | None = None
+    quarantine_table: TableName | None = None
+    deletes_table_name: TableName | None = Field(default=None, alias="deletes_table")
     max_rejected_rows: int | None = Field(default=None, ge=0)
     max_rejected_fraction: float | None = Field(default=None, ge=0, le=1)
     lock_timeout: int = Field(default=600, ge=10)
@@ -265,22 +269,6 @@ class PipelineConfig(_Model):
     coalesce_exclusion_cols: Any = None
     backfill_settings: Any = None
     performance: Any = None
-
-    @field_validator("source_table", "destination_table", "latest_history_table", "run_ledger_table",
-                     "quarantine_table", "deletes_table_name")
-    @classmethod
-    def _table_name(cls, value: str | None) -> str | None:
-        if value is not None and not _TABLE.match(value):
-            raise ValueError(f"{value!r} is not a table name; use [catalog.]namespace.table with letters, "
-                             "digits and underscores")
-        return value
-
-    @field_validator("partition_column", "primary_column", "max_identifier_column")
-    @classmethod
-    def _column_name(cls, value: str) -> str:
-        if not _IDENT.match(value):
-            raise ValueError(f"{value!r} is not a column identifier")
-        return value
 
     @field_validator("watermark_lookback", "lock_timeout", mode="before")
     @classmethod

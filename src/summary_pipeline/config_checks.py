@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["reference_problems"]
+__all__ = ["IDENTIFIER", "reference_problems"]
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: What a column name must look like (the config model checks its own fields with it too).
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def reference_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -31,7 +32,7 @@ def reference_problems(cfg: Mapping[str, Any]) -> list[str]:
     for name in sorted({d for d in destinations if destinations.count(d) > 1}):
         problems.append(f"columns: destination name {name!r} is used more than once")
     for source, dest in columns.items():
-        if isinstance(dest, str) and not _IDENT.match(dest):
+        if isinstance(dest, str) and not IDENTIFIER.match(dest):
             problems.append(f"columns.{source}: {dest!r} is not a column identifier")
     for key in ("primary_column", "partition_column", "max_identifier_column"):
         fixed = cfg.get(key)
