@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 from summary_pipeline import cli
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.ledger import COLUMNS
 from summary_pipeline.metrics import SPARK_FIGURES
-from summary_pipeline.validate import CHECKS
+from summary_pipeline.ops.validate import CHECKS
+from summary_pipeline.store.ledger import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DOC = (ROOT / "docs" / "config.md").read_text()
@@ -71,3 +71,13 @@ def test_every_ledger_column_check_and_metric_is_in_the_operations_guide() -> No
         assert f"`{name}`" in OPERATIONS, name
     for name in (*SPARK_FIGURES, "invalid_dates", "null_arrays", "partitions_written", "spark_jobs", "spark_stages"):
         assert name in OPERATIONS, name
+
+
+def test_the_docs_link_only_to_files_inside_the_repository() -> None:
+    """The repository stands alone: every relative link of the README and docs/ names a file in it."""
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            found = (page.parent / target).resolve()
+            assert found.is_relative_to(ROOT) and found.exists(), f"{page.name} links to {target}"
