@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from oracle import expected_tables
 from summary_pipeline.config import PipelineConfig, parse_config
-from summary_pipeline.generate import SOURCE_SCHEMA, create_source_table
+from summary_pipeline.tools.generate import SOURCE_SCHEMA, create_source_table
 
 SOURCE_COLUMNS = [part.strip().split()[0] for part in SOURCE_SCHEMA.split(",")]
 

@@ -14,10 +14,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from factories import new_config
-from summary_pipeline.benchmark import TARGETS, Phase, Profile, Report, run_benchmark
 from summary_pipeline.console import Console
-from summary_pipeline.generate import generate_versions
-from summary_pipeline.workloads import END_MONTH, NEXT_MONTH, make_batch, make_seed_batch
+from summary_pipeline.tools.benchmark import TARGETS, Phase, Profile, Report, run_benchmark
+from summary_pipeline.tools.generate import generate_versions
+from summary_pipeline.tools.workloads import END_MONTH, NEXT_MONTH, make_batch, make_seed_batch
 
 
 @pytest.mark.spark

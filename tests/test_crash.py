@@ -2,7 +2,7 @@
 
 A simulated kill is an exception that is not an ``Exception``: it skips every cleanup, as SIGKILL would, and
 leaves the lock held and the ledger row ``running``. One table sequence goes through a kill at every step of
-:data:`~summary_pipeline.protocol.STEPS`, each time with a new batch; after each kill, a reader who follows the
+:data:`~summary_pipeline.store.protocol.STEPS`, each time with a new batch; after each kill, a reader who follows the
 ledger's last succeeded run sees the oracle's tables for the versions read so far, and the final run leaves
 exactly the oracle's tables for every version.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,15 +19,16 @@ from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, oracle_config, version
 from oracle import expected_tables
-from summary_pipeline import protocol, runner
+from summary_pipeline import runner
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import ConflictError, LockLostError
-from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.lock import Owner, clear_lock, read_owner
-from summary_pipeline.protocol import STEPS
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import read_watermark, run
-from summary_pipeline.snapshots import RUN_ID_PROPERTY, state, swap_properties
+from summary_pipeline.store import protocol
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.lock import Owner, clear_lock, read_owner
+from summary_pipeline.store.protocol import STEPS, StepHook
+from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, state, swap_properties
 
 pytestmark = pytest.mark.spark
 
@@ -39,20 +40,19 @@ class Kill(BaseException):
     """A simulated SIGKILL: no handler of the product catches it."""
 
 
-@pytest.fixture
-def fault(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, BaseException | Callable[[], None]], None]]:
-    """``fault(step, what)``: at ``step``, raise ``what`` (an exception) or call it (a side effect), once."""
-    def arm(at: str, what: BaseException | Callable[[], None]) -> None:
-        def hook(name: str) -> None:
-            if name != at:
-                return
-            monkeypatch.setattr(protocol, "step_hook", None)
-            if isinstance(what, BaseException):
-                raise what
-            what()
-        monkeypatch.setattr(protocol, "step_hook", hook)
-    yield arm
-    monkeypatch.setattr(protocol, "step_hook", None)
+def fault(at: str, what: BaseException | Callable[[], None]) -> StepHook:
+    """A step hook for ``run(..., on_step=...)``: at step ``at``, raise ``what`` (an exception) or call it (a side
+    effect), once."""
+    armed = [True]
+
+    def hook(name: str) -> None:
+        if name != at or not armed[0]:
+            return
+        armed[0] = False
+        if isinstance(what, BaseException):
+            raise what
+        what()
+    return hook
 
 
 def _batch(i: int) -> list[dict[str, Any]]:
@@ -97,7 +97,7 @@ def _last_succeeded(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
     return ledger_rows(spark, cfg.ledger_table, "succeeded")[-1]
 
 
-def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession, fault: Any) -> None:
+def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession) -> None:
     cfg = new_config(history_length=6)
     versions = _initial()
     load_source(spark, cfg, versions)
@@ -107,9 +107,9 @@ def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession, f
         batch = _batch(i)
         load_source(spark, cfg, batch)
         versions += batch
-        fault(step, Kill(step))
+        hook = fault(step, Kill(step))
         with pytest.raises(Kill):
-            run(spark, cfg, INCREMENTAL)
+            run(spark, cfg, INCREMENTAL, on_step=hook)
         if step in ("recorded", "released"):
             applied = list(versions)
         # A reader who follows the ledger sees a whole run's state, never a half-written one.
@@ -147,13 +147,13 @@ def _built_then_batch(spark: SparkSession) -> tuple[PipelineConfig, list[dict[st
 
 
 def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
-        spark: SparkSession, fault: Any) -> None:
+        spark: SparkSession) -> None:
     cfg, versions = _built_then_batch(spark)
     before = {t: state(spark, t) for t in protocol.data_tables(cfg)}
 
-    fault("latest_summary", RuntimeError("disk full"))  # summary and latest_summary committed, then a failure
+    hook = fault("latest_summary", RuntimeError("disk full"))  # summary and latest_summary committed, then a failure
     with pytest.raises(RuntimeError, match="disk full"):
-        run(spark, cfg, INCREMENTAL)
+        run(spark, cfg, INCREMENTAL, on_step=hook)
     assert {t: state(spark, t) for t in protocol.data_tables(cfg)} == before
     failed = ledger_rows(spark, cfg.ledger_table)[-1]
     assert (failed["status"], failed["error"]) == ("failed", "disk full")
@@ -161,9 +161,9 @@ def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
 
     def other_writer() -> None:  # commits to latest_summary between this run's two commits
         spark.sql(f"UPDATE {cfg.latest_history_table} SET {cfg.key} = {cfg.key} WHERE {cfg.key} = 1")
-    fault("summary", other_writer)
+    hook = fault("summary", other_writer)
     with pytest.raises(ConflictError, match="changed by another writer during this run"):
-        run(spark, cfg, INCREMENTAL)
+        run(spark, cfg, INCREMENTAL, on_step=hook)
     assert state(spark, cfg.destination_table) == before[cfg.destination_table]  # undone
     assert state(spark, cfg.latest_history_table) != before[cfg.latest_history_table]  # the other writer's
     assert ledger_rows(spark, cfg.ledger_table)[-1]["status"] == "failed"
@@ -173,7 +173,7 @@ def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
 
 
 def test_a_run_that_lost_its_lock_stops_before_its_next_commit_and_is_undone(
-        spark: SparkSession, fault: Any) -> None:
+        spark: SparkSession) -> None:
     cfg, versions = _built_then_batch(spark)
     before = state(spark, cfg.destination_table)
 
@@ -181,9 +181,9 @@ def test_a_run_that_lost_its_lock_stops_before_its_next_commit_and_is_undone(
         now = time.time()
         usurper = Owner("usurper", "incremental", "elsewhere", "", 1, 1, now, now)
         swap_properties(spark, cfg.ledger_table, lambda _: usurper.properties())
-    fault("summary", usurp)
+    hook = fault("summary", usurp)
     with pytest.raises(LockLostError, match="taken over by run usurper"):
-        run(spark, cfg, INCREMENTAL)
+        run(spark, cfg, INCREMENTAL, on_step=hook)
     assert state(spark, cfg.destination_table) != before  # its summary commit is there; latest_summary is not
     clear_lock(spark, cfg.ledger_table, cfg.lock_timeout, force=True)  # the usurper "finished"
     result = run(spark, cfg, INCREMENTAL)

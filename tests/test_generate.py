@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from factories import shared_dir
 from summary_pipeline.errors import SummaryPipelineError
-from summary_pipeline.generate import (
+from summary_pipeline.tools.generate import (
     ASSET_CLASS_CODES,
     SENTINEL_AMOUNTS,
     SOURCE_SCHEMA,

@@ -17,7 +17,7 @@ from oracle import add_months
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import run
-from summary_pipeline.tables import snapshot_ids
+from summary_pipeline.store.tables import snapshot_ids
 
 pytestmark = pytest.mark.spark
 

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from factories import T0, config_file, load_source, new_config, version
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import UnknownAccountError
-from summary_pipeline.inspect_account import inspect_account
+from summary_pipeline.ops.inspect_account import inspect_account
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 

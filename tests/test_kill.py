@@ -24,10 +24,10 @@ from pyspark.sql import SparkSession
 
 from factories import assert_matches_oracle, load_source, new_config, reference_raw, version
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.lock import read_owner
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.lock import read_owner
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -13,12 +13,12 @@ from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, version
 from summary_pipeline.errors import CommitFailed, LockedError, LockLostError
-from summary_pipeline.ledger import ensure_ledger
-from summary_pipeline.lock import Owner, RunLock, clear_lock, machine_id, read_owner
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
-from summary_pipeline.snapshots import swap_properties
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.ledger import ensure_ledger
+from summary_pipeline.store.lock import Owner, RunLock, clear_lock, machine_id, read_owner
+from summary_pipeline.store.snapshots import swap_properties
+from summary_pipeline.store.tables import table_exists
 
 pytestmark = pytest.mark.spark
 

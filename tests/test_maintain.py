@@ -9,11 +9,11 @@ from pyspark.sql import SparkSession
 
 from factories import assert_matches_oracle, load_source, new_config, version
 from summary_pipeline.errors import RestoreError
-from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.maintain import maintain, procedure_target
-from summary_pipeline.protocol import rollback
+from summary_pipeline.ops.maintain import maintain, procedure_target
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import new_result, read_watermark, run
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.protocol import rollback
 
 T0 = dt.datetime(2026, 4, 1, 8)
 

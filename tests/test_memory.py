@@ -11,13 +11,13 @@ import pytest
 from pyspark.sql import SparkSession
 
 from factories import assert_matches_oracle, config_file, load_source, new_config, version
-from summary_pipeline import protocol
 from summary_pipeline.errors import jvm_stopped, out_of_memory
-from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.lock import RunLock
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 from summary_pipeline.spark import default_driver_memory, machine_memory
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.lock import RunLock
+from summary_pipeline.store.protocol import RunGuard
 
 T0 = dt.datetime(2026, 3, 1, 8)
 
@@ -64,7 +64,7 @@ def test_a_run_that_runs_out_of_memory_says_so_and_the_next_run_repairs_it(
     load_source(spark, cfg, batch)
     oom = _real_out_of_memory(spark)
 
-    def after_summary(name: str) -> None:
+    def after_summary(self: RunGuard, name: str) -> None:
         if name == "summary":  # summary is written, latest_summary not yet: the run must be undone
             raise oom
 
@@ -73,7 +73,9 @@ def test_a_run_that_runs_out_of_memory_says_so_and_the_next_run_repairs_it(
         self.stop()
         raise ConnectionRefusedError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(protocol, "step_hook", after_summary)
+    # The CLI takes no step hook: the guard's own step method is replaced for this one run.
+    step = RunGuard.step
+    monkeypatch.setattr(RunGuard, "step", after_summary)
     released = RunLock.release
     monkeypatch.setattr(RunLock, "release", release)
     path = str(config_file(cfg, tmp_path))
@@ -81,7 +83,7 @@ def test_a_run_that_runs_out_of_memory_says_so_and_the_next_run_repairs_it(
     err = capsys.readouterr().err
     assert "Spark ran out of memory (OutOfMemoryError: Requested array size exceeds VM limit)" in err
     assert '"spark.driver.memory"' in err and "Connection refused" not in err
-    monkeypatch.setattr(protocol, "step_hook", None)
+    monkeypatch.setattr(RunGuard, "step", step)
     monkeypatch.setattr(RunLock, "release", released)
 
     # The lock still names the dead run, which is no longer running in this process: the next run takes it over.

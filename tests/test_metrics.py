@@ -14,10 +14,10 @@ from pyspark.sql import SparkSession
 from factories import config_file, load_source, new_config, version
 from summary_pipeline import cli
 from summary_pipeline.console import Console
-from summary_pipeline.ledger import COLUMNS, ensure_ledger, ledger_rows
 from summary_pipeline.metrics import SPARK_FIGURES
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
+from summary_pipeline.store.ledger import COLUMNS, ensure_ledger, ledger_rows
 
 pytestmark = pytest.mark.spark
 

@@ -11,7 +11,7 @@ from factories import load_source, new_config, version
 from summary_pipeline.errors import BadFilterError, ConfigError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.tables import table_exists
 
 pytestmark = pytest.mark.spark
 

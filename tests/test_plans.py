@@ -11,13 +11,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from factories import load_source, new_config, version
-from summary_pipeline.engine import account_classes, month_name
+from summary_pipeline.core.engine import month_name
+from summary_pipeline.core.prepare import INVALID_DATES, RAW, REJECT, prepare
+from summary_pipeline.plan import make_plan, summary_window
 from summary_pipeline.preflight import read_source
-from summary_pipeline.prepare import INVALID_DATES, RAW, REJECT, prepare
 from summary_pipeline.result import RunOptions
-from summary_pipeline.runner import run, summary_window
+from summary_pipeline.runner import run
 from summary_pipeline.spark import _prefer_hash_joins
-from summary_pipeline.tables import snapshot_ids
+from summary_pipeline.store.tables import snapshot_ids
 
 pytestmark = pytest.mark.spark
 
@@ -28,7 +29,7 @@ def _batch(spark: SparkSession, cfg, rows):  # type: ignore[no-untyped-def]
     load_source(spark, cfg, rows)
     source = read_source(spark, cfg).where(F.col("base_ts") >= F.lit(LATER))
     batch = prepare(source, cfg).where(F.col(REJECT).isNull()).drop(REJECT, RAW, INVALID_DATES)
-    return batch, account_classes(batch, spark.table(cfg.latest_history_table), cfg)
+    return batch, make_plan(spark, cfg, batch, full_rebuild=False)
 
 
 def test_reads_only_the_correction_window_and_nothing_for_forward_months(spark: SparkSession) -> None:
@@ -36,11 +37,12 @@ def test_reads_only_the_correction_window_and_nothing_for_forward_months(spark: 
     load_source(spark, cfg, [version(a, f"2025-{m:02d}", m) for a in (1, 2) for m in range(1, 13)])
     run(spark, cfg, RunOptions(mode="initial"))
 
-    batch, classes = _batch(spark, cfg, [version(1, "2026-01", 1, ts=LATER), version(3, "2026-01", 1, ts=LATER)])
-    assert summary_window(spark, cfg, batch, classes) is None  # forward + new: latest_summary is enough
+    batch, plan = _batch(spark, cfg, [version(1, "2026-01", 1, ts=LATER), version(3, "2026-01", 1, ts=LATER)])
+    assert plan.window_months == () and summary_window(spark, cfg, plan, batch) is None  # forward + new
 
-    batch, classes = _batch(spark, cfg, [version(2, "2025-06", 66, ts=LATER)])
-    window = summary_window(spark, cfg, batch, classes)
+    batch, plan = _batch(spark, cfg, [version(2, "2025-06", 66, ts=LATER)])
+    assert plan.window_months == ("2025-04", "2025-05", "2025-06", "2025-07", "2025-08")  # H = 3
+    window = summary_window(spark, cfg, plan, batch)
     assert window is not None
     plan = window._jdf.queryExecution().executedPlan().toString()
     scans = [line for line in plan.splitlines() if "BatchScan" in line and cfg.destination_table in line]

@@ -12,7 +12,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import ConfigError, SourceError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.tables import table_exists
 
 pytestmark = pytest.mark.spark
 

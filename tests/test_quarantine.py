@@ -9,10 +9,10 @@ from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, reference_raw, version
 from summary_pipeline.errors import RejectThresholdError
-from summary_pipeline.ledger import ledger_rows
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.tables import table_exists
 
 pytestmark = pytest.mark.spark
 

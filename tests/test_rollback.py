@@ -8,13 +8,12 @@ import pytest
 from pyspark.sql import SparkSession
 
 from factories import assert_matches_oracle, load_source, new_config, version
-from summary_pipeline import protocol
 from summary_pipeline.errors import NotReadyError, RollbackRefusedError
-from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.protocol import rollback
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import new_result, read_watermark, run
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.protocol import rollback
+from summary_pipeline.store.tables import table_exists
 
 pytestmark = pytest.mark.spark
 
@@ -50,11 +49,10 @@ def test_rollback_restores_tables_and_watermark_and_a_killed_rollback_is_finishe
     # A rollback killed before it changed anything is finished by whichever run comes next.
     def kill(step: str) -> None:
         if step == "started":
-            monkeypatch.setattr(protocol, "step_hook", None)
             raise Kill(step)
-    monkeypatch.setattr(protocol, "step_hook", kill)
     with pytest.raises(Kill):
-        rollback(spark, cfg, new_result("rollback", cfg, {"run_id": c.run_id}), c.run_id, False, say.append)
+        rollback(spark, cfg, new_result("rollback", cfg, {"run_id": c.run_id}), c.run_id, False, say.append,
+                 on_step=kill)
     again = run(spark, cfg, INCREMENTAL)  # finishes the rollback of c, then reads c's batch again
     assert any(f"(rollback of {c.run_id}) had stopped half-way; finished it" in w for w in again.warnings)
     assert again.source_rows == 3

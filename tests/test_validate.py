@@ -13,10 +13,10 @@ from pyspark.sql import SparkSession
 
 from factories import T0, config_file, load_source, new_config, version
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.ops.validate import CHECKS, Validation, validate
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
-from summary_pipeline.snapshots import state
-from summary_pipeline.validate import CHECKS, Validation, validate
+from summary_pipeline.store.snapshots import state
 
 pytestmark = pytest.mark.spark
 

@@ -109,7 +109,7 @@ def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
 
 
 def _benchmark_parser(prog: str) -> argparse.ArgumentParser:
-    from summary_pipeline.benchmark import PHASES, PROFILES
+    from summary_pipeline.tools.benchmark import PHASES, PROFILES
 
     def phases(text: str) -> tuple[str, ...]:
         names = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -233,7 +233,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int:
-    from summary_pipeline import demo as demo_module
+    from summary_pipeline.tools import demo as demo_module
 
     cfg = load_config(args.config)
     spark = _session(cfg, args.warehouse)
@@ -251,11 +251,11 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
 
 
 def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int:
-    from summary_pipeline.ledger import ledger_rows
-    from summary_pipeline.lock import clear_lock
-    from summary_pipeline.protocol import rollback
     from summary_pipeline.runner import new_result
-    from summary_pipeline.tables import table_exists
+    from summary_pipeline.store.ledger import ledger_rows
+    from summary_pipeline.store.lock import clear_lock
+    from summary_pipeline.store.protocol import rollback
+    from summary_pipeline.store.tables import table_exists
 
     cfg = load_config(args.config)
     spark = _session(cfg, args.warehouse)
@@ -264,7 +264,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
             rows = ledger_rows(spark, cfg.ledger_table)[::-1][: args.limit]
             console.runs(cfg.ledger_table, rows)
         elif command == "maintain":
-            from summary_pipeline.maintain import maintain
+            from summary_pipeline.ops.maintain import maintain
 
             console.banner("maintain")
             maintain(spark, cfg, new_result("maintain", cfg, {"keep_runs": args.keep_runs}), args.keep_runs,
@@ -284,7 +284,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
 
 
 def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
-    from summary_pipeline.benchmark import PROFILES, run_benchmark, write_json
+    from summary_pipeline.tools.benchmark import PROFILES, run_benchmark, write_json
 
     cfg = load_config(args.config)
     profile = PROFILES[args.profile]
@@ -300,7 +300,7 @@ def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from summary_pipeline.validate import validate
+    from summary_pipeline.ops.validate import validate
 
     cfg = load_config(args.config)
     console.banner("validate")
@@ -314,7 +314,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
-    from summary_pipeline.inspect_account import inspect_account
+    from summary_pipeline.ops.inspect_account import inspect_account
 
     cfg = load_config(args.config)
     spark = _session(cfg, args.warehouse)

@@ -15,9 +15,9 @@ from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.result import RunResult
 
 if TYPE_CHECKING:
-    from summary_pipeline.benchmark import Report
-    from summary_pipeline.inspect_account import AccountView
-    from summary_pipeline.validate import Validation
+    from summary_pipeline.ops.inspect_account import AccountView
+    from summary_pipeline.ops.validate import Validation
+    from summary_pipeline.tools.benchmark import Report
 
 __all__ = ["Console"]
 
@@ -102,9 +102,8 @@ class Console:
         cols = list(rows[0])
         cells = [[str(r.get(c)) for c in cols] for r in rows]
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-        self._print("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-        for row in cells:
-            self._print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        for row in [cols, *cells]:  # no trailing blanks: they show in diffs and copied text
+            self._print(("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))).rstrip())
 
     def runs(self, ledger: str, rows: list[dict[str, Any]]) -> None:
         """The ledger's runs, newest first: what ran, how it ended, what it wrote."""
@@ -113,14 +112,14 @@ class Console:
             "started": f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
             "seconds": f"{(r.get('timings') or {}).get('total', 0):.0f}",
             "watermark": f"{r['watermark_committed']:%Y-%m-%d %H:%M:%S}" if r["watermark_committed"] else "",
-            "summary_rows": r["summary_rows_written"], "latest_rows": r["latest_rows_written"],
+            "summary_rows": f"{r['summary_rows_written'] or 0:,}", "latest_rows": f"{r['latest_rows_written'] or 0:,}",
             "error": (r["error"] or "")[:60],
         } for r in rows]
         self.table(f"Runs in {ledger} (newest first)", shown)
 
     def benchmark(self, report: Report, path: str) -> None:
         """The benchmark's one table: each phase, then each ratio against its target."""
-        from summary_pipeline.benchmark import TARGETS, meets
+        from summary_pipeline.tools.benchmark import TARGETS, meets
 
         if self.json_output:
             print(json.dumps(report.as_dict(), sort_keys=True), file=self.out, flush=True)
@@ -183,8 +182,9 @@ class Console:
         """One clear error message (JSON on stdout too when asked), never a bare stack trace."""
         text = str(err)
         if self.json_output:
-            print(json.dumps({"status": "failed", "error": text, "type": type(err).__name__}),
-                  file=self.out, flush=True)
+            facts = getattr(err, "facts", {})
+            print(json.dumps({"status": "failed", "error": text, "type": type(err).__name__,
+                              **({"facts": facts} if facts else {})}, default=str), file=self.out, flush=True)
         if self.json_logs:
             _progress.error(text + (f" ({hint})" if hint else ""))
             return

@@ -38,10 +38,16 @@ __all__ = [
 class SummaryPipelineError(Exception):
     """Base of every error the product raises on purpose.
 
-    ``exit_code`` is what the CLI exits with; 1 unless a subclass says otherwise.
+    ``exit_code`` is what the CLI exits with; 1 unless a subclass says otherwise. ``facts`` holds what the
+    error is about as data (the table, the lock's holder, the counts), for callers and for ``--output json``;
+    the message says the same in words.
     """
 
     exit_code = 1
+
+    def __init__(self, message: str, **facts: Any) -> None:
+        super().__init__(message)
+        self.facts: dict[str, Any] = facts
 
 
 class ConfigError(SummaryPipelineError):
@@ -52,7 +58,7 @@ class ConfigError(SummaryPipelineError):
         self.source = source
         lines = "\n".join(f"  - {p}" for p in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
-        super().__init__(f"{source}: {len(self.problems)} {noun}:\n{lines}")
+        super().__init__(f"{source}: {len(self.problems)} {noun}:\n{lines}", problems=self.problems, source=source)
 
 
 class SourceError(SummaryPipelineError):

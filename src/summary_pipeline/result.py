@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MODES", "RunOptions", "RunResult"]
+__all__ = ["MODES", "RunOptions", "RunResult", "stored"]
 
 MODES = ("initial", "incremental", "forward", "backfill")
 
@@ -24,53 +24,62 @@ class RunOptions:
     replace: bool = False
 
 
+def stored(kind: str, column: str | None = None) -> dict[str, str]:
+    """Field metadata: the ledger keeps this field, as a column of Spark type ``kind`` (named ``column``, else
+    as the field). The ledger's schema and rows are derived from these marks (:mod:`summary_pipeline.store.ledger`)."""
+    return {"ledger": kind, "column": column or ""}
+
+
 @dataclass
 class RunResult:
     """The figures of one run: printed by the console, stored in the ledger (one row per run), returned to callers.
 
     Case counts follow SPEC 6: ``case_i`` a new account's earliest month, ``case_iv`` its later months,
     ``case_ii`` forward months, ``case_iii`` backfills/corrections; deletes and duplicates separately.
+
+    The fields marked :func:`stored` are the ledger's columns, in this order; the ledger adds one more,
+    ``details``, the whole record as JSON.
     """
 
-    run_id: str
-    mode: str
-    status: str = "running"
+    run_id: str = field(metadata=stored("string"))
+    mode: str = field(metadata=stored("string"))
+    status: str = field(default="running", metadata=stored("string"))
     dry_run: bool = False
-    source_rows: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    case_i: int = 0
-    case_ii: int = 0
-    case_iii: int = 0
-    case_iv: int = 0
-    soft_deletes_applied: int = 0
-    soft_deletes_ignored: int = 0
-    duplicates_dropped: int = 0
+    source_rows: int = field(default=0, metadata=stored("bigint"))
+    rejected: dict[str, int] = field(default_factory=dict, metadata=stored("bigint", "rejected_rows"))
+    case_i: int = field(default=0, metadata=stored("bigint"))
+    case_ii: int = field(default=0, metadata=stored("bigint"))
+    case_iii: int = field(default=0, metadata=stored("bigint"))
+    case_iv: int = field(default=0, metadata=stored("bigint"))
+    soft_deletes_applied: int = field(default=0, metadata=stored("bigint"))
+    soft_deletes_ignored: int = field(default=0, metadata=stored("bigint"))
+    duplicates_dropped: int = field(default=0, metadata=stored("bigint"))
     accounts: int = 0
     first_month: str | None = None
     last_month: str | None = None
-    summary_rows_written: int = 0
-    latest_rows_written: int = 0
+    summary_rows_written: int = field(default=0, metadata=stored("bigint"))
+    latest_rows_written: int = field(default=0, metadata=stored("bigint"))
     #: Each table's snapshot id before and after the run (None: the table did not exist; -1: no snapshot).
-    snapshots_before: dict[str, int | None] = field(default_factory=dict)
-    snapshots_after: dict[str, int | None] = field(default_factory=dict)
-    watermark_read: dt.datetime | None = None
-    watermark_committed: dt.datetime | None = None
-    arguments: dict[str, Any] = field(default_factory=dict)
-    host: str | None = None
-    pid: int | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    snapshots_before: dict[str, int | None] = field(default_factory=dict, metadata=stored("map<string,bigint>"))
+    snapshots_after: dict[str, int | None] = field(default_factory=dict, metadata=stored("map<string,bigint>"))
+    watermark_read: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
+    watermark_committed: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
+    arguments: dict[str, Any] = field(default_factory=dict, metadata=stored("string"))
+    host: str | None = field(default=None, metadata=stored("string"))
+    pid: int | None = field(default=None, metadata=stored("bigint"))
+    started_at: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
+    finished_at: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
+    timings: dict[str, float] = field(default_factory=dict, metadata=stored("map<string,double>"))
     #: Monitoring figures (docs/operations.md, "Metrics"): data quality of the batch and of the rows written,
     #: partitions written, and Spark's own byte counts for the run's jobs.
-    metrics: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict, metadata=stored("map<string,bigint>"))
     ignored_config_keys: list[str] = field(default_factory=list)
     #: Summary months this run wrote (None: the whole table was replaced); maintenance compacts them.
     months_written: list[str] | None = field(default_factory=list)
     #: Warnings for the operator (a lock taken over, a dead run undone).
     warnings: list[str] = field(default_factory=list)
     message: str | None = None
-    error: str | None = None
+    error: str | None = field(default=None, metadata=stored("string"))
 
     @property
     def rejected_total(self) -> int:

@@ -4,7 +4,7 @@ The math lives in :mod:`prepare`, :mod:`facts`, :mod:`history`, :mod:`state` and
 decides what to read, runs the few Spark actions a run needs (counts for the report, a short list of months,
 the writes) and records the figures.
 
-Every run that writes goes through :class:`~summary_pipeline.protocol.RunGuard` (lock, ledger, undo), so a run
+Every run that writes goes through :class:`~summary_pipeline.store.protocol.RunGuard` (lock, ledger, undo), so a run
 stopped at any instant is repaired by running the same command again. A dry run reads and writes nothing.
 """
 
@@ -26,43 +26,37 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.engine import (
+from summary_pipeline.core.engine import (
     CLASS,
     FORWARD,
     MIXED,
     NEW,
     Computed,
-    State,
-    account_classes,
     decide,
-    fallback_accounts,
-    fallback_months,
     month_name,
-    rebuild,
-    window_months,
-    window_rows,
+    outputs,
+    rebuilt_rows,
 )
-from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
-from summary_pipeline.facts import (
-    FACT_TS,
+from summary_pipeline.core.facts import (
     FROM_BATCH,
     KIND,
     KIND_ACTIVE,
     KIND_IGNORED_DELETE,
     KIND_TOMBSTONE,
-    VERSION,
 )
-from summary_pipeline.history import LAST_MONTH
-from summary_pipeline.ledger import committed_watermark, ledger_rows
+from summary_pipeline.core.history import LAST_MONTH
+from summary_pipeline.core.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, prepare
+from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
 from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
+from summary_pipeline.plan import make_plan, materialize, read_older, read_state
 from summary_pipeline.preflight import check_against_source, read_source
-from summary_pipeline.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, prepare
-from summary_pipeline.protocol import RunGuard, step
 from summary_pipeline.result import RunOptions, RunResult
-from summary_pipeline.tables import ensure_namespace, is_empty, merge, replace_table, table_exists
+from summary_pipeline.store.ledger import committed_watermark, ledger_rows
+from summary_pipeline.store.protocol import RunGuard, StepHook
+from summary_pipeline.store.tables import ensure_namespace, is_empty, merge, replace_table, table_exists
 
-__all__ = ["Progress", "read_watermark", "run", "summary_window"]
+__all__ = ["Progress", "read_watermark", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +133,8 @@ def _check_rejects(cfg: PipelineConfig, result: RunResult) -> None:
             f"{n:,} of {total:,} source rows were rejected ({_rejected_detail(result)}), more than the config allows "
             f"(max_rejected_rows={cfg.max_rejected_rows}, max_rejected_fraction={cfg.max_rejected_fraction}); "
             f"nothing was written to {cfg.destination_table} or {cfg.latest_history_table}. The rows are in "
-            f"{cfg.quarantine}: fix them at the source, or raise the limit.")
+            f"{cfg.quarantine}: fix them at the source, or raise the limit.",
+            rejected=dict(result.rejected), source_rows=total, quarantine=cfg.quarantine)
 
 
 def _count_cases(facts: DataFrame, classes: DataFrame, cfg: PipelineConfig, result: RunResult) -> None:
@@ -181,75 +176,6 @@ def _count_cases(facts: DataFrame, classes: DataFrame, cfg: PipelineConfig, resu
     result.last_month = month_name(row["last"]) if row["last"] is not None else None
 
 
-def _materialize(df: DataFrame) -> DataFrame:
-    """Compute a frame once and cut its lineage, so the frames built on it stay small to plan and run.
-
-    A local checkpoint keeps the blocks on the executors: losing one fails the run, which the same command
-    then repeats (runs are idempotent).
-    """
-    return df.localCheckpoint(eager=True)
-
-
-def _state(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, batch: DataFrame
-           ) -> tuple[State, DataFrame]:
-    """The state a run reads (none for a full rebuild) and the batch accounts' classes."""
-    if options.mode == "initial" or not table_exists(spark, cfg.latest_history_table):
-        return State(), account_classes(batch, None, cfg)
-    table = spark.table(cfg.latest_history_table)
-    classes = _materialize(account_classes(batch, table, cfg))
-    # The batch accounts' latest rows are read once: they are the forward accounts' base, latest candidates,
-    # and what the new latest rows are compared with.
-    latest = _materialize(table.join(classes.select(cfg.key), cfg.key, "left_semi"))
-    deletes = spark.table(cfg.deletes_table) if table_exists(spark, cfg.deletes_table) else None
-    window = summary_window(spark, cfg, batch, classes)
-    return State(latest=latest, window=_materialize(window) if window is not None else None,
-                 deletes=deletes), classes
-
-
-def summary_window(spark: SparkSession, cfg: PipelineConfig, batch: DataFrame, classes: DataFrame
-                   ) -> DataFrame | None:
-    """The summary rows the mixed accounts need, read from only the month partitions within H-1 months of
-    their batch months, and without their history arrays and grids (the engine rebuilds those from the rows'
-    own values); None (no summary read at all) when no account of the batch is mixed."""
-    mixed = (batch.select(cfg.key, MONTH_INDEX).distinct()
-             .join(classes.where(F.col(CLASS) == MIXED), cfg.key, "left_semi")
-             .select(MONTH_INDEX).distinct().collect())
-    if not mixed:
-        return None
-    months = window_months([int(r[0]) for r in mixed], cfg.history_length)
-    pruned = (spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months))
-              .select(*cfg.value_columns, FACT_TS, VERSION))
-    return window_rows(pruned, batch, classes, cfg)
-
-
-def _fallback(spark: SparkSession, cfg: PipelineConfig, facts: DataFrame, classes: DataFrame, state: State
-              ) -> Callable[[DataFrame], DataFrame | None]:
-    """The reader of older rows for accounts whose latest month was deleted (rare; see fallback_accounts).
-
-    Those rows can lie in any month, so the reader first scans just the key, month and soft-delete columns of
-    those accounts, then reads the full rows of the few months found, partition-pruned. (Reading the full rows
-    of the accounts at once decodes every history array of the table.)
-    """
-    if state.latest is None or state.window is None:
-        return lambda built: None
-    accounts = [r[0] for r in fallback_accounts(facts, classes, state.latest, cfg).collect()]
-    if not accounts:
-        return lambda built: None
-
-    def read(built: DataFrame) -> DataFrame | None:
-        summary = spark.table(cfg.destination_table).where(F.col(cfg.key).isin(accounts))
-        narrow = summary.select(cfg.key, cfg.month, cfg.soft_delete.column)
-        found = fallback_months(narrow, built, cfg).collect()
-        if not found:
-            return None
-        months = sorted({r[cfg.month] for r in found})
-        pairs = spark.createDataFrame([(r[cfg.key], r[cfg.month]) for r in found],
-                                      narrow.select(cfg.key, cfg.month).schema)
-        return summary.where(F.col(cfg.month).isin(months)).join(pairs, [cfg.key, cfg.month], "left_semi")
-
-    return read
-
-
 def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
     """A full rebuild, or a table that does not exist yet, is written whole; anything else is merged."""
     return options.mode == "initial" or not table_exists(spark, table)
@@ -284,10 +210,10 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
             result.latest_rows_written = written
         committed = replace or written > 0
         progress(f"  {table}: {written:,} rows written" if committed else f"  {table}: no change, no commit")
-        step(name)
+        guard.step(name)
     with _timed(result, "write_deletes"):
         _write_deletes(spark, cfg, options, computed, guard)
-    step("deletes")
+    guard.step("deletes")
 
 
 def _figures(rows: DataFrame, partition: str | None, cfg: PipelineConfig) -> tuple[int, list[str], int]:
@@ -313,7 +239,7 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
         return
     upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
     # A handful of rows, computed once: their months prune the MERGE to the partitions they touch.
-    rows = _materialize(upsert.unionByName(computed.deletes_remove.withColumn("_sp_remove", F.lit(True)),
+    rows = materialize(upsert.unionByName(computed.deletes_remove.withColumn("_sp_remove", F.lit(True)),
                                            allowMissingColumns=True))
     months = sorted(r[0] for r in rows.select(cfg.month).distinct().collect())
     if months:
@@ -343,10 +269,11 @@ def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, water
     if options.mode == "initial" and not options.replace and not all(is_empty(spark, t) for t in tables):
         raise TablesNotEmptyError(
             f"initial refuses to replace {cfg.destination_table} / {cfg.latest_history_table}: they already "
-            "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source.")
+            "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source.",
+            tables=list(tables))
     if options.mode == "incremental" and watermark is None:
         raise NotReadyError(f"{cfg.destination_table} is empty or missing: run --mode initial first, "
-                            "then incremental keeps it up to date")
+                            "then incremental keeps it up to date", table=cfg.destination_table)
 
 
 def new_result(mode: str, cfg: PipelineConfig, arguments: dict[str, object], dry_run: bool = False) -> RunResult:
@@ -357,8 +284,9 @@ def new_result(mode: str, cfg: PipelineConfig, arguments: dict[str, object], dry
 
 
 def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progress: Progress | None = None,
-        config_name: str = "config") -> RunResult:
-    """Run one mode end to end and return its figures.
+        config_name: str = "config", on_step: StepHook | None = None) -> RunResult:
+    """Run one mode end to end and return its figures. ``on_step`` is called at each step boundary of the run
+    (:data:`~summary_pipeline.store.protocol.STEPS`): tests inject faults with it.
 
     Raises:
         SummaryPipelineError: for every failure a user can act on (bad config against the source, missing
@@ -379,7 +307,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
             result.status = "planned"
             result.metrics.update(spark_figures(spark, result.run_id))
         else:
-            with RunGuard(spark, cfg, result, say) as guard:
+            with RunGuard(spark, cfg, result, say, on_step) as guard:
                 watermark = read_watermark(spark, cfg, guard.ledger)
                 _refuse(spark, cfg, options, watermark)
                 result.watermark_read = result.watermark_committed = watermark
@@ -400,7 +328,7 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
     elif options.mode == "initial":
         say(f"Building from every version in {cfg.source_table}")
     began = time.monotonic()
-    prepared = _materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
+    prepared = materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
     try:
         read_max = _count_read(prepared, result)
         result.timings["read"] = round(time.monotonic() - began, 3)
@@ -414,15 +342,17 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
             say(f"Rejected rows: {result.rejected_total:,} ({_rejected_detail(result)}), kept in {cfg.quarantine}")
             if guard is not None:
                 guard.write(lambda: _quarantine(spark, cfg, prepared, result.run_id))
-            step("quarantine")
+                guard.step("quarantine")
             _check_rejects(cfg, result)
         batch = prepared.where(F.col(REJECT).isNull()).drop(REJECT, RAW, INVALID_DATES)
         say("")
         say("Classifying records...")
         with _timed(result, "classify"):
-            state, classes = _state(spark, cfg, options, batch)
-            facts = _materialize(decide(batch, classes, state, cfg))
-            _count_cases(facts, classes, cfg, result)
+            plan = make_plan(spark, cfg, batch, full_rebuild=options.mode == "initial")
+            log.info("plan: %s", plan.describe())
+            state = read_state(spark, cfg, plan, batch)
+            facts = materialize(decide(batch, plan.classes, state, cfg))
+            _count_cases(facts, plan.classes, cfg, result)
         say(f"Case I (New accounts): {result.case_i:,}")
         say(f"Case II (Forward entries): {result.case_ii:,}")
         say(f"Case III (Backfill): {result.case_iii:,}")
@@ -430,8 +360,9 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         say(f"Soft deletes: {result.soft_deletes_applied:,} applied, {result.soft_deletes_ignored:,} ignored")
         say(f"Duplicate or superseded versions dropped: {result.duplicates_dropped:,}")
         with _timed(result, "rebuild"):
-            computed = rebuild(facts, classes, state, cfg, materialize=_materialize,
-                               fallback=_fallback(spark, cfg, facts, classes, state))
+            built = materialize(rebuilt_rows(facts, state, cfg))
+            computed = outputs(built, facts, state, read_older(spark, cfg, plan, facts), cfg)
+            computed = dataclasses.replace(computed, latest=materialize(computed.latest))
         if guard is None:
             result.summary_rows_written = computed.summary.count()
             result.latest_rows_written = computed.latest.count()

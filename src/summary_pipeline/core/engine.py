@@ -18,15 +18,23 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.facts import DELETE, FACT_TS, FROM_BATCH, KIND, KIND_IGNORED_DELETE, select_facts, version_columns
-from summary_pipeline.history import (
+from summary_pipeline.core.facts import (
+    DELETE,
+    FACT_TS,
+    FROM_BATCH,
+    KIND,
+    KIND_ACTIVE,
+    KIND_IGNORED_DELETE,
+    select_facts,
+    version_columns,
+)
+from summary_pipeline.core.history import (
     BASE_MONTH,
     BASE_TS,
     BASE_TS_MONTH,
@@ -37,8 +45,8 @@ from summary_pipeline.history import (
     latest_rows,
     summary_rows,
 )
-from summary_pipeline.prepare import MONTH_INDEX, is_active, month_index
-from summary_pipeline.state import facts_from_rows, versions_from_deletes, versions_from_rows
+from summary_pipeline.core.prepare import ACTIVE, MONTH_INDEX, is_active, month_index
+from summary_pipeline.core.versions import facts_from_rows, versions_from_deletes, versions_from_rows
 
 __all__ = [
     "CLASS",
@@ -49,7 +57,8 @@ __all__ = [
     "fallback_accounts",
     "fallback_months",
     "month_name",
-    "rebuild",
+    "outputs",
+    "rebuilt_rows",
     "window_months",
     "window_rows",
 ]
@@ -140,18 +149,14 @@ def decide(batch: DataFrame, classes: DataFrame, state: State, cfg: PipelineConf
     return select_facts(versions.repartition(cfg.key), cfg).join(classes.select(cfg.key, CLASS, SINGLE), cfg.key)
 
 
-def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineConfig,
-            materialize: Callable[[DataFrame], DataFrame] = lambda df: df,
-            fallback: Callable[[DataFrame], DataFrame | None] = lambda built: None) -> Computed:
-    """Everything to write, from the facts :func:`decide` returned (see the module docstring).
+def rebuilt_rows(facts: DataFrame, state: State, cfg: PipelineConfig) -> DataFrame:
+    """The summary rows this run writes, from the facts :func:`decide` returned (see the module docstring),
+    with two internal columns that :func:`outputs` uses: an active row of an account with a single batch month
+    carries its account's new ``_sp_last_month`` and ``_sp_ts_history`` (NULL on every other row).
 
-    The summary rows are exactly the rows a changed fact reaches, so the state's rows are never compared
-    with the rebuilt ones, and the window of summary the run reads needs no history arrays.
-
-    ``materialize`` is applied to the rebuilt rows, which every output reuses, and to the summary and
-    latest_summary rows to write, which the runner reads several times (emptiness, months, the MERGE itself).
-    ``fallback`` gets the rebuilt summary rows and returns the old rows that may become an account's latest
-    after its latest month was deleted (see :func:`fallback_accounts`), or None.
+    The rows are exactly the rows a changed fact reaches, so the state's rows are never compared with the
+    rebuilt ones, and the window of summary the run reads needs no history arrays. Every output reuses these
+    rows: the runner computes them once.
     """
     h = cfg.history_length
     with_rows = (facts.where(F.col(KIND) != KIND_IGNORED_DELETE)
@@ -182,7 +187,17 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
                    .withColumn(EMIT, in_touched_window(F.col(TOUCHED), F.col(MONTH_INDEX), h, before=False))
                    .drop(TOUCHED))
         window_facts = window_facts.unionByName(context, allowMissingColumns=True)
-    built = materialize(summary_rows(window_facts, cfg).unionByName(alone, allowMissingColumns=True))
+    return summary_rows(window_facts, cfg).unionByName(alone, allowMissingColumns=True)
+
+
+def outputs(built: DataFrame, facts: DataFrame, state: State, older: DataFrame | None, cfg: PipelineConfig
+            ) -> Computed:
+    """Everything to write: the rebuilt rows (:func:`rebuilt_rows`) as summary rows, the latest_summary rows
+    that changed, and the deletes table's changes.
+
+    ``older`` holds, for the accounts whose latest month a delete may have removed, their latest old active row
+    that this run did not turn into a tombstone (see :func:`fallback_months`), or None.
+    """
     summary = built.drop(LAST_MONTH, TS_HISTORY)
 
     # An active alone row is its account's new latest row, complete (see summary_rows); the other accounts'
@@ -196,13 +211,12 @@ def rebuild(facts: DataFrame, classes: DataFrame, state: State, cfg: PipelineCon
     candidates = [rest]
     if old is not None:
         candidates.append(old)
-    older = fallback(summary)
     if older is not None:
         candidates.append(older)
     chosen = latest_rows([c.select(*cfg.latest_columns) for c in candidates], touched_facts, old, cfg)
     if old is not None:
         chosen = _changed(chosen, old, [cfg.key])
-    latest = materialize(own.select(*cfg.latest_columns, LAST_MONTH, TS_HISTORY).unionByName(chosen))
+    latest = own.select(*cfg.latest_columns, LAST_MONTH, TS_HISTORY).unionByName(chosen)
 
     new_deletes = facts.where(F.col(DELETE).isNotNull()).select(F.col(DELETE + ".*"))
     if state.deletes is not None:
@@ -234,20 +248,25 @@ def _changed(new: DataFrame, old: DataFrame, keys: list[str]) -> DataFrame:
     return joined.where(F.col(f"_sp_old_{keys[0]}").isNull() | ~same).select(*cols)
 
 
-def fallback_accounts(facts: DataFrame, classes: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
-    """Accounts whose latest month became a tombstone with no newer active row: their older active rows
-    (not in this run's windows) must be read to find the new latest. Rare: a delete of the latest month."""
-    old = latest.join(classes.where(F.col(CLASS) == MIXED).select(cfg.key), cfg.key, "left_semi").select(
-        cfg.key, month_index(F.col(cfg.month)).alias("_sp_old_latest"))
-    lost = (facts.join(old, cfg.key)
-            .where((F.col(MONTH_INDEX) == F.col("_sp_old_latest")) & ~is_active(cfg)))
-    return lost.select(cfg.key).distinct()
+def fallback_accounts(batch: DataFrame, classes: DataFrame, cfg: PipelineConfig) -> DataFrame:
+    """Accounts whose latest month a delete in the batch may turn into a tombstone: for those, the new latest
+    row may be an older row outside this run's windows. Rare: a delete of the latest month.
+
+    Decided from the batch alone, before the state is read, so it is a superset (the delete may lose to a newer
+    version); reading an account too many only adds candidates that :func:`latest_rows` ranks anyway.
+    """
+    mixed = classes.where(F.col(CLASS) == MIXED).select(cfg.key, LAST_MONTH)
+    return (batch.where(~F.col(ACTIVE)).join(mixed, cfg.key)
+            .where(F.col(MONTH_INDEX) == F.col(LAST_MONTH)).select(cfg.key).distinct())
 
 
-def fallback_months(old: DataFrame, built: DataFrame, cfg: PipelineConfig) -> DataFrame:
+def fallback_months(old: DataFrame, facts: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """(key, month) of each account's latest active row in ``old`` (summary rows, narrow columns are enough)
-    that this run did not rebuild: with the rebuilt rows, the candidates for the account's new latest row."""
-    return (old.where(is_active(cfg)).join(built.select(cfg.key, cfg.month), [cfg.key, cfg.month], "left_anti")
+    whose month this run does not turn into a tombstone: with the rebuilt rows, which take precedence over it
+    where they share a month, the candidates for the account's new latest row."""
+    gone = facts.where(F.col(KIND) != KIND_ACTIVE).select(cfg.key, MONTH_INDEX)
+    return (old.where(is_active(cfg)).withColumn(MONTH_INDEX, month_index(F.col(cfg.month)))
+            .join(gone, [cfg.key, MONTH_INDEX], "left_anti")
             .groupBy(cfg.key).agg(F.max(cfg.month).alias(cfg.month)))
 
 

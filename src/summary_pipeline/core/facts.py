@@ -7,7 +7,7 @@ whatever the task order. The highest-ranked *active* version comes from the same
 tombstone shows.
 
 The input may mix versions read from the source with versions rebuilt from the tables' state
-(:mod:`summary_pipeline.state`): an incremental run ranks the batch against what the tables already hold, and
+(:mod:`summary_pipeline.core.versions`): an incremental run ranks the batch against what the tables already hold, and
 gets exactly the fact that ranking every version ever read would give.
 """
 
@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, rank_fields, rolling_field
+from summary_pipeline.core.prepare import ACTIVE, MONTH_INDEX, rank_fields, rolling_field
 
 __all__ = [
     "DELETE",

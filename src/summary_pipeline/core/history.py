@@ -19,8 +19,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import GridColumn, PipelineConfig
-from summary_pipeline.facts import FACT_TS, VERSION
-from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, rolling_field
+from summary_pipeline.core.facts import FACT_TS, VERSION
+from summary_pipeline.core.prepare import ACTIVE, MONTH_INDEX, is_active, rolling_field
 
 __all__ = [
     "BASE_MONTH",

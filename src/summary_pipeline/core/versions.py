@@ -18,8 +18,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.facts import FACT_TS, FROM_BATCH, VERSION, version_columns
-from summary_pipeline.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rank_fields, rolling_field
+from summary_pipeline.core.facts import FACT_TS, FROM_BATCH, VERSION, version_columns
+from summary_pipeline.core.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rank_fields, rolling_field
 
 __all__ = ["facts_from_rows", "rolling_from_row", "versions_from_deletes", "versions_from_rows"]
 

@@ -18,10 +18,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.engine import month_name
+from summary_pipeline.core.engine import month_name
+from summary_pipeline.core.prepare import is_active
 from summary_pipeline.errors import NotReadyError, UnknownAccountError
-from summary_pipeline.prepare import is_active
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.tables import table_exists
 
 __all__ = ["AccountView", "inspect_account"]
 
@@ -82,7 +82,7 @@ def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str) -> Accou
               .select(cfg.month, cfg.ts, *cfg.history_columns).collect())
     if not rows and not latest:
         raise UnknownAccountError(f"account {key} has no row in {cfg.destination_table} or "
-                                  f"{cfg.latest_history_table}")
+                                  f"{cfg.latest_history_table}", account=key)
     view = AccountView(key, cfg.destination_table, cfg.latest_history_table, rolling)
     if latest:
         view.latest_month, view.latest_base_ts = latest[0][cfg.month], latest[0][cfg.ts]

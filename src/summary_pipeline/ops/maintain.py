@@ -24,11 +24,11 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.ledger import ledger_rows
-from summary_pipeline.protocol import RunGuard, data_tables
 from summary_pipeline.result import RunResult
 from summary_pipeline.runner import read_watermark
-from summary_pipeline.snapshots import NO_SNAPSHOT, snapshot_time, state
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.protocol import RunGuard, data_tables
+from summary_pipeline.store.snapshots import NO_SNAPSHOT, snapshot_time, state
 
 __all__ = ["maintain", "procedure_target"]
 

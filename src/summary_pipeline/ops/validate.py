@@ -26,12 +26,12 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.core.facts import FACT_TS
+from summary_pipeline.core.history import LAST_MONTH, grid
+from summary_pipeline.core.prepare import is_active, month_index
+from summary_pipeline.core.versions import rolling_from_row
 from summary_pipeline.errors import NotReadyError
-from summary_pipeline.facts import FACT_TS
-from summary_pipeline.history import LAST_MONTH, grid
-from summary_pipeline.prepare import is_active, month_index
-from summary_pipeline.state import rolling_from_row
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.tables import table_exists
 
 __all__ = ["CHECKS", "CheckResult", "Validation", "sample_accounts", "validate"]
 

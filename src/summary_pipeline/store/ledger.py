@@ -9,6 +9,7 @@ the run left, both tables in step. A row still ``running`` whose run is gone mar
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -18,38 +19,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.result import RunResult
-from summary_pipeline.tables import ensure_namespace, merge, table_exists
+from summary_pipeline.store.tables import ensure_namespace, merge, table_exists
 
 __all__ = ["COLUMNS", "committed_watermark", "ensure_ledger", "ledger_rows", "mark", "record"]
 
-#: The ledger's columns and their Spark types.
+#: The ledger's columns and their Spark types: the :class:`RunResult` fields marked ``stored``, in their order,
+#: then ``details``, the whole record as JSON (what ``summary-pipeline runs --output json`` shows).
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "string"),
-    ("mode", "string"),
-    ("status", "string"),
-    ("arguments", "string"),
-    ("host", "string"),
-    ("pid", "bigint"),
-    ("started_at", "timestamp"),
-    ("finished_at", "timestamp"),
-    ("watermark_read", "timestamp"),
-    ("watermark_committed", "timestamp"),
-    ("source_rows", "bigint"),
-    ("rejected_rows", "bigint"),
-    ("case_i", "bigint"),
-    ("case_ii", "bigint"),
-    ("case_iii", "bigint"),
-    ("case_iv", "bigint"),
-    ("soft_deletes_applied", "bigint"),
-    ("soft_deletes_ignored", "bigint"),
-    ("duplicates_dropped", "bigint"),
-    ("summary_rows_written", "bigint"),
-    ("latest_rows_written", "bigint"),
-    ("snapshots_before", "map<string,bigint>"),
-    ("snapshots_after", "map<string,bigint>"),
-    ("timings", "map<string,double>"),
-    ("metrics", "map<string,bigint>"),
-    ("error", "string"),
+    *((f.metadata["column"] or f.name, f.metadata["ledger"]) for f in dataclasses.fields(RunResult)
+      if "ledger" in f.metadata),
     ("details", "string"),
 )
 _SCHEMA = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
@@ -84,37 +62,24 @@ def ensure_ledger(spark: SparkSession, table: str) -> None:
             raise
 
 
+def _stored(kind: str, value: Any) -> Any:
+    """A field's value as its ledger column holds it: a dict of counts as its total (rejected rows per reason),
+    any other dict under a string column as JSON (the run's arguments), maps with their values cast."""
+    if isinstance(value, dict):
+        if kind == "bigint":
+            return sum(value.values())
+        if kind == "string":
+            return json.dumps(value, sort_keys=True)
+        cast = float if kind.endswith("double>") else int
+        return {k: None if v is None else cast(v) for k, v in value.items()}
+    return value
+
+
 def _row(result: RunResult) -> dict[str, Any]:
-    details = result.as_dict()
-    return {
-        "run_id": result.run_id,
-        "mode": result.mode,
-        "status": result.status,
-        "arguments": json.dumps(result.arguments, sort_keys=True),
-        "host": result.host,
-        "pid": result.pid,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "watermark_read": result.watermark_read,
-        "watermark_committed": result.watermark_committed,
-        "source_rows": result.source_rows,
-        "rejected_rows": result.rejected_total,
-        "case_i": result.case_i,
-        "case_ii": result.case_ii,
-        "case_iii": result.case_iii,
-        "case_iv": result.case_iv,
-        "soft_deletes_applied": result.soft_deletes_applied,
-        "soft_deletes_ignored": result.soft_deletes_ignored,
-        "duplicates_dropped": result.duplicates_dropped,
-        "summary_rows_written": result.summary_rows_written,
-        "latest_rows_written": result.latest_rows_written,
-        "snapshots_before": dict(result.snapshots_before),
-        "snapshots_after": dict(result.snapshots_after),
-        "timings": {k: float(v) for k, v in result.timings.items()},
-        "metrics": {k: int(v) for k, v in result.metrics.items()},
-        "error": result.error,
-        "details": json.dumps(details, default=str, sort_keys=True),
-    }
+    """The run's ledger row (see :data:`COLUMNS`)."""
+    row = {f.metadata["column"] or f.name: _stored(f.metadata["ledger"], getattr(result, f.name))
+           for f in dataclasses.fields(result) if "ledger" in f.metadata}
+    return {**row, "details": json.dumps(result.as_dict(), default=str, sort_keys=True)}
 
 
 def record(spark: SparkSession, table: str, result: RunResult, only_if_running: bool = False,

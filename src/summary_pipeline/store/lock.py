@@ -1,7 +1,7 @@
 """The run lock (SPEC 8): one run at a time writes a pipeline's tables.
 
 The lock is a set of properties on the ledger table, taken and given back with the catalog's atomic
-compare-and-swap (:func:`~summary_pipeline.snapshots.swap_properties`), so two runs that race for it cannot both
+compare-and-swap (:func:`~summary_pipeline.store.snapshots.swap_properties`), so two runs that race for it cannot both
 win on a catalog with atomic commits (the embedded Hadoop one is atomic within a process only; the lock is read
 back after taking it to narrow that gap). While a run holds it, a thread renews a heartbeat. A holder is
 *provably gone*, and its lock is taken over, when its heartbeat is older than ``lock_timeout``, or when it ran
@@ -26,7 +26,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from summary_pipeline.errors import CommitFailed, LockedError, LockLostError, describe
-from summary_pipeline.snapshots import swap_properties
+from summary_pipeline.store.snapshots import swap_properties
 
 __all__ = ["Owner", "RunLock", "clear_lock", "gone", "read_owner"]
 
@@ -146,7 +146,7 @@ def _dying(owner: Owner) -> bool:
 
 def read_owner(spark: SparkSession, table: str) -> Owner | None:
     """The current holder of the lock on ``table``'s pipeline, or None."""
-    from summary_pipeline.snapshots import table_properties
+    from summary_pipeline.store.snapshots import table_properties
 
     return Owner.from_properties(table_properties(spark, table))
 
@@ -182,7 +182,8 @@ class RunLock:
         if holder is not None and holder.run_id != self.owner.run_id:
             why = gone(holder, self.timeout)
             if why is None:
-                raise LockedError(_locked_message(holder, self.table))
+                raise LockedError(_locked_message(holder, self.table), table=self.table, holder=holder.describe(),
+                                  holder_run_id=holder.run_id)
             self.taken_from = (holder, why)
         return {**self.owner.properties(), PREFIX + "heartbeat": f"{time.time():.3f}"}
 

@@ -2,7 +2,7 @@
 
 Every run that writes goes through a :class:`RunGuard`:
 
-1. take the lock (:mod:`summary_pipeline.lock`); if its holder is provably gone, take it over;
+1. take the lock (:mod:`summary_pipeline.store.lock`); if its holder is provably gone, take it over;
 2. finish a rollback that died, then *settle*: put summary, latest_summary and the deletes table back to the
    latest succeeded run's ``snapshots_after``, undoing only commits of runs that did not succeed; mark runs
    still shown ``running`` (they died) ``failed``;
@@ -43,29 +43,22 @@ from summary_pipeline.errors import (
     describe,
     is_commit_conflict,
 )
-from summary_pipeline.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record
-from summary_pipeline.lock import RunLock
 from summary_pipeline.result import RunResult
-from summary_pipeline.snapshots import RUN_ID_PROPERTY, restore, state, tagged
+from summary_pipeline.store.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record
+from summary_pipeline.store.lock import RunLock
+from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, restore, state, tagged
 
-__all__ = ["STEPS", "RunGuard", "data_tables", "rollback", "rollback_plan",
-           "settle_plan", "step"]
+__all__ = ["STEPS", "RunGuard", "StepHook", "data_tables", "rollback", "rollback_plan", "settle_plan"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The step boundaries of a run, in order. Tests inject faults at each through :data:`step_hook`.
+#: The step boundaries of a run, in order (:meth:`RunGuard.step`). Tests inject faults at each.
 STEPS = ("locked", "started", "quarantine", "summary", "latest_summary", "deletes", "recorded", "released")
 
-#: Called with each step name as a run passes it (None in production; tests raise from it to simulate kills).
-step_hook: Callable[[str], None] | None = None
-
-
-def step(name: str) -> None:
-    """Mark a step boundary (a no-op unless a test set :data:`step_hook`)."""
-    if step_hook is not None:
-        step_hook(name)
+#: Called with each step name as a run passes it: None in production; tests raise from it to simulate kills.
+StepHook = Callable[[str], None]
 
 
 
@@ -84,14 +77,20 @@ class RunGuard:
     """
 
     def __init__(self, spark: SparkSession, cfg: PipelineConfig, result: RunResult,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], on_step: StepHook | None = None) -> None:
         self.spark, self.cfg, self.result, self.say = spark, cfg, result, say
+        self.on_step = on_step
         self.lock = RunLock(spark, cfg.ledger_table, result.run_id, result.mode, cfg.lock_timeout)
         self.expected: dict[str, int | None] = {}
         #: The run went ahead (:meth:`start`); it has recorded itself running (and may have written).
         self.going = self.started = False
         #: The ledger as recovery left it (read once per run; the runner takes the watermark from it).
         self.ledger: list[dict[str, Any]] = []
+
+    def step(self, name: str) -> None:
+        """Mark a step boundary of the run (one of :data:`STEPS`): a no-op unless a test injected a hook."""
+        if self.on_step is not None:
+            self.on_step(name)
 
     # ----- entering: lock and recovery ----------------------------------------------------------------------
 
@@ -111,7 +110,7 @@ class RunGuard:
             self.expected = {t: state(self.spark, t) for t in data_tables(self.cfg)}
             self.result.snapshots_before = dict(self.expected)
             self.result.timings["lock_and_recovery"] = round(time.monotonic() - began, 3)
-            step("locked")
+            self.step("locked")
         except (Exception, KeyboardInterrupt):
             self.lock.release()
             raise
@@ -185,7 +184,7 @@ class RunGuard:
         self.result.status = "running"
         self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, new=True))
         self.started = True
-        step("started")
+        self.step("started")
 
     def write(self, write: Callable[[], T]) -> T:
         """A write the run makes outside the data tables (the quarantine), tagged with the run id."""
@@ -202,13 +201,13 @@ class RunGuard:
                 raise ConflictError(
                     f"{table} was changed by another writer during this run (its snapshot is now {now}, this run "
                     f"expected {self.expected[table]}). Make sure nothing else writes to the pipeline's tables "
-                    "while it runs, then run the same command again.")
+                    "while it runs, then run the same command again.", table=table)
         try:
             self.tagged(write)
         except Exception as err:
             if is_commit_conflict(err):
                 raise ConflictError(f"the commit to {table} conflicted with another writer "
-                                    f"({describe(err)}). Run the same command again.") from err
+                                    f"({describe(err)}). Run the same command again.", table=table) from err
             raise
         if table in self.expected:
             self.expected[table] = state(self.spark, table)
@@ -224,7 +223,7 @@ class RunGuard:
             # row, not this one, is the latest succeeded.
             self.result.snapshots_after = dict(self.expected)
             self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, new=True))
-            step("recorded")
+            self.step("recorded")
             return
         self.result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
         self.tagged(lambda: record(self.spark, self.cfg.ledger_table, self.result, only_if_running=True))
@@ -234,7 +233,7 @@ class RunGuard:
             raise LockLostError(f"run {self.result.run_id} was judged gone and undone by another run before it "
                                 "could record its success; the tables are as that run left them. Run the same "
                                 "command again.")
-        step("recorded")
+        self.step("recorded")
 
     # ----- leaving: release, or undo and release, or (a kill) nothing ---------------------------------------
 
@@ -242,7 +241,7 @@ class RunGuard:
                  tb: TracebackType | None) -> None:
         if err is None:
             self.lock.release()
-            step("released")
+            self.step("released")
         elif not isinstance(err, Exception | KeyboardInterrupt) or isinstance(err, LockLostError):
             self.lock.stop()  # a kill: nothing else runs; a lost lock: its new holder undoes this run
         else:
@@ -350,10 +349,10 @@ def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: s
 
 
 def rollback(spark: SparkSession, cfg: PipelineConfig, result: RunResult, run_id: str, force: bool,
-             say: Callable[[str], None]) -> RunResult:
+             say: Callable[[str], None], on_step: StepHook | None = None) -> RunResult:
     """Put summary, latest_summary and the deletes table back to before ``run_id``, and the watermark to the
     one it started from; refuses when later succeeded runs would be lost, unless ``force``."""
-    with RunGuard(spark, cfg, result, say) as guard:
+    with RunGuard(spark, cfg, result, say, on_step) as guard:
         rows = ledger_rows(spark, cfg.ledger_table)
         target, later = rollback_plan(rows, run_id)
         if later and not force:

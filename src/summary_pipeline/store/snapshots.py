@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from pyspark.sql import SparkSession
 
 from summary_pipeline.errors import CommitFailed, RestoreError, is_commit_conflict
-from summary_pipeline.tables import table_exists
+from summary_pipeline.store.tables import table_exists
 
 __all__ = [
     "NO_SNAPSHOT",

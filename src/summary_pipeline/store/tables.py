@@ -1,6 +1,6 @@
 """Reading and writing the pipeline's Iceberg tables with Spark: existence, emptiness, atomic replacement, MERGE.
 
-Each write is one Iceberg commit; the runner makes it inside :func:`summary_pipeline.snapshots.tagged`, so the
+Each write is one Iceberg commit; the runner makes it inside :func:`summary_pipeline.store.snapshots.tagged`, so the
 snapshot carries the run id.
 """
 

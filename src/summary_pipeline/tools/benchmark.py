@@ -2,7 +2,7 @@
 
 One call builds two histories of the same accounts (the profile's long and short depths, 120 and 30 months for
 most profiles), runs an *initial floor* job beside the long build (its reads and writes, with no logic), applies
-the same batch (production's shape or the seed's: :mod:`summary_pipeline.workloads`) to both with
+the same batch (production's shape or the seed's: :mod:`summary_pipeline.tools.workloads`) to both with
 ``incremental`` (after a dry run that warms the JVM for it), rebuilds the long state from scratch, and runs an
 *I/O floor* job that reads and writes the volumes the incremental run had to, with no logic. It reports, all
 from that one call:
@@ -32,17 +32,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.core.prepare import month_index
 from summary_pipeline.errors import SummaryPipelineError
-from summary_pipeline.floors import initial_floor, io_floor
-from summary_pipeline.generate import create_source_table, generate_versions
-from summary_pipeline.ledger import ledger_rows
 from summary_pipeline.metrics import job_group, spark_figures
-from summary_pipeline.prepare import month_index
-from summary_pipeline.protocol import rollback
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import new_result, run
-from summary_pipeline.tables import ensure_namespace, table_exists
-from summary_pipeline.workloads import BATCHES, END_MONTH, NEXT_MONTH, SEED
+from summary_pipeline.store.ledger import ledger_rows
+from summary_pipeline.store.protocol import rollback
+from summary_pipeline.store.tables import ensure_namespace, table_exists
+from summary_pipeline.tools.floors import initial_floor, io_floor
+from summary_pipeline.tools.generate import create_source_table, generate_versions
+from summary_pipeline.tools.workloads import BATCHES, END_MONTH, NEXT_MONTH, SEED
 
 __all__ = ["PHASES", "PROFILES", "TARGETS", "Phase", "Profile", "Report", "meets", "run_benchmark", "write_json"]
 
@@ -56,13 +56,13 @@ class Profile:
     driver_memory: str
     months: int = 120
     short_months: int = 30
-    #: Which of :data:`~summary_pipeline.workloads.BATCHES` the incremental runs apply.
+    #: Which of :data:`~summary_pipeline.tools.workloads.BATCHES` the incremental runs apply.
     batch: str = "production"
 
 
 PROFILES = {
     "small": Profile("small", 2_000, "2g"),
-    "medium": Profile("medium", 50_000, "8g"),
+    "medium": Profile("medium", 50_000, "2g"),
     "large": Profile("large", 250_000, "16g"),
     # The seed project's own test shape (issue 14, goal 5).
     "seed": Profile("seed", 20_000, "2g", months=48, batch="seed"),

@@ -10,10 +10,10 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.console import Console
-from summary_pipeline.generate import append_source, create_source_table, demo_batch, generate_versions
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import read_watermark, run
-from summary_pipeline.tables import is_empty
+from summary_pipeline.store.tables import is_empty
+from summary_pipeline.tools.generate import append_source, create_source_table, demo_batch, generate_versions
 
 __all__ = ["generate_source", "run_demo"]
 

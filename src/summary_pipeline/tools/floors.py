@@ -9,11 +9,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
-from summary_pipeline.engine import window_months
-from summary_pipeline.facts import FACT_TS, VERSION
-from summary_pipeline.prepare import rank_fields, renamed
-from summary_pipeline.tables import replace_table
-from summary_pipeline.workloads import SEED
+from summary_pipeline.core.engine import window_months
+from summary_pipeline.core.facts import FACT_TS, VERSION
+from summary_pipeline.core.prepare import rank_fields, renamed
+from summary_pipeline.store.tables import replace_table
+from summary_pipeline.tools.workloads import SEED
 
 __all__ = ["initial_floor", "io_floor"]
 
@@ -23,7 +23,7 @@ def io_floor(spark: SparkSession, cfg: PipelineConfig, watermark: dt.datetime, b
     """Read what the incremental run had to read and write as many rows as it wrote, with no logic.
 
     The reads are the batch, latest_summary, and the correction windows' month partitions with the columns
-    the run reads there (no history arrays or grids, see ``runner.summary_window``). The writes are rows as wide
+    the run reads there (no history arrays or grids, see ``plan.summary_window``). The writes are rows as wide
     as the run's (latest_summary rows, with every history array), drawn at random from latest_summary, which the
     run reads anyway, and spread over the window's months, written like the run writes (month partitions, the
     layout's properties, every task in parallel). (Sampling the window's own rows instead would read their

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.errors import SummaryPipelineError
-from summary_pipeline.tables import ensure_namespace
+from summary_pipeline.store.tables import ensure_namespace
 
 __all__ = [
     "ASSET_CLASS_CODES",

@@ -18,8 +18,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from summary_pipeline.generate import generate_versions
-from summary_pipeline.prepare import month_index
+from summary_pipeline.core.prepare import month_index
+from summary_pipeline.tools.generate import generate_versions
 
 __all__ = ["BATCHES", "END_MONTH", "NEXT_MONTH", "SEED", "make_batch", "make_seed_batch"]
 
