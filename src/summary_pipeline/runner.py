@@ -1,11 +1,11 @@
-"""Orchestration of one run: choose the input for the mode, compute with the one engine, write, report.
+"""Orchestration of one run, top-down: guard, batch for the mode, prepare, plan, read state, decide, rebuild,
+write, record.
 
-The math lives in :mod:`prepare`, :mod:`facts`, :mod:`history`, :mod:`state` and :mod:`engine`; this module
-decides what to read, runs the few Spark actions a run needs (counts for the report, a short list of months,
-the writes) and records the figures.
+The math lives in :mod:`summary_pipeline.core`; what a run reads is decided by :mod:`summary_pipeline.plan`.
+This module runs the few Spark actions a run needs (counts for the report, the writes) and records the figures.
 
-Every run that writes goes through :class:`~summary_pipeline.store.protocol.RunGuard` (lock, ledger, undo), so a run
-stopped at any instant is repaired by running the same command again. A dry run reads and writes nothing.
+Every run that writes goes through :class:`~summary_pipeline.store.protocol.RunGuard` (lock, ledger, undo), so
+a run stopped at any instant is repaired by running the same command again. A dry run reads and writes nothing.
 """
 
 from __future__ import annotations
