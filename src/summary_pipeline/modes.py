@@ -19,7 +19,6 @@ _FORBIDDEN = re.compile(r";|\b(select|insert|update|delete|drop|create|alter|mer
                         re.IGNORECASE)
 
 
-
 def check_backfill_filter(source: DataFrame, predicate: str) -> None:
     """Refuse anything but one boolean expression over source columns (no statements, ``;`` or subqueries).
 

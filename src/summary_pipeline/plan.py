@@ -124,4 +124,3 @@ def read_older(spark: SparkSession, cfg: PipelineConfig, plan: Plan, facts: Data
     pairs = spark.createDataFrame([(r[cfg.key], r[cfg.month]) for r in found],
                                   narrow.select(cfg.key, cfg.month).schema)
     return summary.where(F.col(cfg.month).isin(months)).join(pairs, [cfg.key, cfg.month], "left_semi")
-

@@ -240,7 +240,7 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
     upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
     # A handful of rows, computed once: their months prune the MERGE to the partitions they touch.
     rows = materialize(upsert.unionByName(computed.deletes_remove.withColumn("_sp_remove", F.lit(True)),
-                                           allowMissingColumns=True))
+                                          allowMissingColumns=True))
     months = sorted(r[0] for r in rows.select(cfg.month).distinct().collect())
     if months:
         guard.commit(table, lambda: merge(spark, rows, table, [cfg.key, cfg.month], months=months,

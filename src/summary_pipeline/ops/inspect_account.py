@@ -26,7 +26,6 @@ from summary_pipeline.store.tables import table_exists
 __all__ = ["AccountView", "inspect_account"]
 
 
-
 @dataclass
 class AccountView:
     """What :func:`inspect_account` found: ready-to-print rows (month strings, values as they are)."""

@@ -25,9 +25,10 @@ __all__ = ["COLUMNS", "committed_watermark", "ensure_ledger", "ledger_rows", "ma
 
 #: The ledger's columns and their Spark types: the :class:`RunResult` fields marked ``stored``, in their order,
 #: then ``details``, the whole record as JSON (what ``summary-pipeline runs --output json`` shows).
+#: The RunResult fields the ledger keeps, by column name (see result.stored).
+_STORED = {f.metadata["column"] or f.name: f for f in dataclasses.fields(RunResult) if "ledger" in f.metadata}
 COLUMNS: tuple[tuple[str, str], ...] = (
-    *((f.metadata["column"] or f.name, f.metadata["ledger"]) for f in dataclasses.fields(RunResult)
-      if "ledger" in f.metadata),
+    *((column, f.metadata["ledger"]) for column, f in _STORED.items()),
     ("details", "string"),
 )
 _SCHEMA = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
@@ -77,8 +78,7 @@ def _stored(kind: str, value: Any) -> Any:
 
 def _row(result: RunResult) -> dict[str, Any]:
     """The run's ledger row (see :data:`COLUMNS`)."""
-    row = {f.metadata["column"] or f.name: _stored(f.metadata["ledger"], getattr(result, f.name))
-           for f in dataclasses.fields(result) if "ledger" in f.metadata}
+    row = {column: _stored(f.metadata["ledger"], getattr(result, f.name)) for column, f in _STORED.items()}
     return {**row, "details": json.dumps(result.as_dict(), default=str, sort_keys=True)}
 
 

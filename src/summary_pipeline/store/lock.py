@@ -39,8 +39,6 @@ _FIELDS = ("run-id", "mode", "host", "machine", "pid", "jvm-pid", "since", "hear
 _ACTIVE: set[str] = set()
 
 
-
-
 @dataclass(frozen=True)
 class Owner:
     """Who holds (or wants) the lock."""

@@ -61,8 +61,6 @@ STEPS = ("locked", "started", "quarantine", "summary", "latest_summary", "delete
 StepHook = Callable[[str], None]
 
 
-
-
 def data_tables(cfg: PipelineConfig) -> tuple[str, str, str]:
     """The tables a run's undo puts back: summary, latest_summary and the deletes table."""
     return cfg.destination_table, cfg.latest_history_table, cfg.deletes_table
