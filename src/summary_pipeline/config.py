@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from summary_pipeline.config_checks import IDENTIFIER, reference_problems
+from summary_pipeline.config_checks import reference_problems
+from summary_pipeline.config_values import Identifier, TableName, seconds, spark_type
 from summary_pipeline.errors import ConfigError
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "SparkFlags",
     "load_config",
     "parse_config",
+    "spark_type",
 ]
 
 #: Seed keys that configure nothing in this product; accepted and reported once at start.
@@ -43,72 +44,6 @@ IGNORED_SEED_KEYS = (
     "performance",
 )
 
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
-_DECIMAL = re.compile(r"^decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
-_SIMPLE_TYPES = {
-    "integer": "int",
-    "int": "int",
-    "long": "bigint",
-    "bigint": "bigint",
-    "double": "double",
-    "string": "string",
-    "date": "date",
-    "decimal": "decimal(18,2)",
-}
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def spark_type(type_name: str) -> str:
-    """Map a config ``type`` (the seed's ``Integer``, ``String``, ...) to a Spark SQL type name.
-
-    >>> spark_type("Integer"), spark_type("Decimal(10,2)")
-    ('int', 'decimal(10,2)')
-    """
-    simple = _SIMPLE_TYPES.get(type_name.strip().lower())
-    if simple is not None:
-        return simple
-    match = _DECIMAL.match(type_name.strip())
-    if match and 0 < int(match.group(1)) <= 38 and int(match.group(2)) <= int(match.group(1)):
-        return f"decimal({match.group(1)},{match.group(2)})"
-    raise ValueError(
-        f"unknown type {type_name!r}; use one of Integer, Long, Double, Decimal, Decimal(p,s), String, Date"
-    )
-
-
-def _seconds(value: int | str) -> int:
-    """Parse a duration (look-back, lock timeout): whole seconds, or ``"<n> <unit>"`` with s/m/h/d units.
-
-    >>> _seconds("6 hours"), _seconds(90)
-    (21600, 90)
-    """
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write seconds (3600) or '<n> <unit>' like '6 hours'")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
-
-
-def _identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
-        raise ValueError(f"{value!r} is not a column identifier")
-    return value
-
-
-def _table_name(value: str) -> str:
-    if not _TABLE.match(value):
-        raise ValueError(f"{value!r} is not a table name; use [catalog.]namespace.table with letters, digits and "
-                         "underscores")
-    return value
-
-
-#: A column name the config gives: letters, digits and underscores, not starting with a digit.
-Identifier = Annotated[str, AfterValidator(_identifier)]
-#: A table name: ``[catalog.]namespace.table``, each part an identifier.
-TableName = Annotated[str, AfterValidator(_table_name)]
 
 
 class _Model(BaseModel):
@@ -275,7 +210,7 @@ class PipelineConfig(_Model):
     def _duration(cls, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError("write seconds (3600) or '<n> <unit>' like '6 hours'")
-        return _seconds(value)
+        return seconds(value)
 
     # ----- derived names -------------------------------------------------------------------------------
 
