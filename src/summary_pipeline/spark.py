@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from py4j.java_gateway import JavaClass, JavaMember, JVMView
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from summary_pipeline.config import PipelineConfig
@@ -183,6 +185,7 @@ def build_session(
                 log.warning("cannot apply Spark setting %s on a running session (%s)", key,
                             str(err).splitlines()[0])
         _prefer_hash_joins(spark)
+        _remember_jvm_lookups(spark)
         return spark
 
     _ensure_java()
@@ -205,6 +208,7 @@ def build_session(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     _prefer_hash_joins(spark)
+    _remember_jvm_lookups(spark)
     return spark
 
 
@@ -220,3 +224,42 @@ def _prefer_hash_joins(spark: SparkSession) -> None:
     """
     if spark.conf.get(_HASH_JOIN_MAP, None) is None:
         spark.conf.set(_HASH_JOIN_MAP, str(spark.conf.get(_ADVISORY_SIZE)))
+
+
+class _RememberingClass(JavaClass):  # type: ignore[misc]
+    """A Java class proxy that keeps the static methods it has looked up (py4j asks the JVM every time)."""
+
+    def __getattr__(self, name: str) -> object:
+        found = JavaClass.__getattr__(self, name)
+        if isinstance(found, JavaMember):
+            self.__dict__[name] = found  # later lookups are plain attribute reads
+        return found
+
+
+class _RememberingView(JVMView):  # type: ignore[misc]
+    """The driver's JVM view, keeping the classes it has resolved.
+
+    PySpark resolves ``functions`` (and ``PythonUtils``) by its simple name through py4j for every column
+    function it calls, and py4j answers each time by trying ``Class.forName`` on the bare name and then on
+    each imported package, every failed try searching every jar on the classpath. A run calls thousands of
+    column functions, so on small data those searches were the largest single cost in the driver's profile
+    (docs/PERFORMANCE.md). A class, once found, cannot change in a running JVM; packages and fields are not
+    kept.
+    """
+
+    def __getattr__(self, name: str) -> object:
+        found = JVMView.__getattr__(self, name)
+        if isinstance(found, JavaClass):
+            found = _RememberingClass(found._fqn, found._gateway_client)
+            self.__dict__[name] = found
+        return found
+
+
+def _remember_jvm_lookups(spark: SparkSession) -> None:
+    """Give PySpark (the context and this session) a JVM view that remembers classes, once per process."""
+    view = SparkContext._jvm
+    if view is None or isinstance(view, _RememberingView):
+        return
+    remembering = _RememberingView(view._gateway_client, view._jvm_name, id=view._id)
+    SparkContext._jvm = remembering
+    spark._jvm = remembering
