@@ -20,6 +20,7 @@ from summary_pipeline.tools.generate import generate_versions
 from summary_pipeline.tools.workloads import END_MONTH, NEXT_MONTH, make_batch, make_seed_batch
 
 
+@pytest.mark.slow
 @pytest.mark.spark
 def test_the_batch_has_the_production_mix(spark: SparkSession) -> None:
     accounts, at = 4_000, dt.datetime(2026, 2, 15)
@@ -42,6 +43,7 @@ def test_the_batch_has_the_production_mix(spark: SparkSession) -> None:
     batch.unpersist()
 
 
+@pytest.mark.slow
 @pytest.mark.spark
 def test_the_seed_batch_has_the_seed_mix(spark: SparkSession) -> None:
     accounts, at = 4_000, dt.datetime(2026, 2, 15)
@@ -89,23 +91,23 @@ def test_the_report_prints_each_phase_and_each_target() -> None:
 @pytest.mark.spark
 @pytest.mark.slow
 def test_a_second_call_measures_again_on_the_kept_tables(spark: SparkSession) -> None:
-    profile, base = Profile("tiny", 200, "1g", months=40, batch="seed"), new_config(history_length=6)
+    profile, base = Profile("tiny", 100, "1g", months=16, short_months=10, batch="seed"), new_config(history_length=6)
     first = run_benchmark(spark, base, profile, lambda _line: None)
     assert [p.name for p in first.phases] == [
-        "initial (30 months)", "initial (40 months)", "initial floor (40 months)", "incremental (40 months)",
-        "incremental (30 months)", "full rebuild (40 months)", "I/O floor (40 months)"]
+        "initial (10 months)", "initial (16 months)", "initial floor (16 months)", "incremental (16 months)",
+        "incremental (10 months)", "full rebuild (16 months)", "I/O floor (16 months)"]
     assert set(first.ratios) == set(TARGETS)
     assert first.checks == {"incremental_equals_full_rebuild": True}
     assert all(p.spark_jobs for p in first.phases)
-    floor = first.phase("initial floor (40 months)")
-    assert floor.rows == first.phase("initial (40 months)").rows
+    floor = first.phase("initial floor (16 months)")
+    assert floor.rows == first.phase("initial (16 months)").rows
     assert 0.8 * floor.rows < spark.table("bench_tiny.floor_initial").count() < 1.2 * floor.rows
 
     said: list[str] = []
     again = run_benchmark(spark, base, profile, said.append, reuse=True, phases=("incremental", "floor"))
     assert again.reused and "  rolling back the incremental runs of the earlier call" in said
     assert [p.name for p in again.phases] == [
-        "incremental (40 months)", "incremental (30 months)", "I/O floor (40 months)"]
-    assert again.phase("incremental (40 months)").rows == first.phase("incremental (40 months)").rows
+        "incremental (16 months)", "incremental (10 months)", "I/O floor (16 months)"]
+    assert again.phase("incremental (16 months)").rows == first.phase("incremental (16 months)").rows
     assert set(again.ratios) == {"incremental_120_over_30", "incremental_over_floor"}
     assert again.checks == {"incremental_equals_full_rebuild": True}

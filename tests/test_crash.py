@@ -30,7 +30,7 @@ from summary_pipeline.store.lock import Owner, clear_lock, read_owner
 from summary_pipeline.store.protocol import STEPS, StepHook
 from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, state, swap_properties
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 T0 = dt.datetime(2026, 1, 10, 8)
 INCREMENTAL = RunOptions(mode="incremental")

@@ -19,7 +19,7 @@ from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import run
 from summary_pipeline.store.tables import snapshot_ids
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 H = 36
 OLD = dt.datetime(2026, 1, 1, 8)

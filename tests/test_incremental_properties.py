@@ -23,7 +23,7 @@ from strategies import BASE_MONTH, batch_steps
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 SPARK_EXAMPLES = 40 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 2
 

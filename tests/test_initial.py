@@ -147,6 +147,7 @@ def test_counts(built: Any) -> None:
     assert result.soft_deletes_applied == 2 and result.soft_deletes_ignored == 1
 
 
+@pytest.mark.slow
 def test_initial_refuses_non_empty_tables_then_replaces(spark: SparkSession, built: Any,
                                                         make_config: Callable[..., PipelineConfig]) -> None:
     cfg, _, versions = built

@@ -46,6 +46,7 @@ def _hold(spark: SparkSession, table: str, run_id: str, **fields: Any) -> None:
                 raise
 
 
+@pytest.mark.slow
 def test_a_live_holder_is_refused_by_name_and_taken_over_once_its_process_is_gone(spark: SparkSession) -> None:
     cfg = new_config()
     load_source(spark, cfg, [version(1, "2026-01", 1)])

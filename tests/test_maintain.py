@@ -23,6 +23,7 @@ def _batch(hours: int, month: str) -> list[dict[str, object]]:
     return [version(a, month, a * hours, ts=ts) for a in (1, 2, 3)] + [version(1, "2025-11", hours, ts=ts)]
 
 
+@pytest.mark.slow
 @pytest.mark.spark
 def test_maintenance_compacts_without_changing_rows_and_keeps_the_last_runs_undoable(spark: SparkSession) -> None:
     cfg = new_config(history_length=6)

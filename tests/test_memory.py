@@ -51,6 +51,7 @@ def test_a_java_out_of_memory_error_is_recognised(spark: SparkSession) -> None:
     assert not jvm_stopped(err)
 
 
+@pytest.mark.slow
 @pytest.mark.spark
 def test_a_run_that_runs_out_of_memory_says_so_and_the_next_run_repairs_it(
         spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

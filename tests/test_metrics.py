@@ -22,6 +22,7 @@ from summary_pipeline.store.ledger import COLUMNS, ensure_ledger, ledger_rows
 pytestmark = pytest.mark.spark
 
 
+@pytest.mark.slow
 def test_a_run_records_data_quality_partitions_and_spark_figures(spark: SparkSession) -> None:
     cfg = new_config()
     rows = [version(1, "2025-01", 1, acct_open_dt=dt.date(999, 1, 1)), version(1, "2025-02", 2),

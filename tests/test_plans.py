@@ -52,6 +52,7 @@ def test_reads_only_the_correction_window_and_nothing_for_forward_months(spark: 
     assert {r["rpt_as_of_mo"] for r in window.collect()} == {"2025-04", "2025-05", "2025-06", "2025-07", "2025-08"}
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing(spark: SparkSession) -> None:
     cfg = new_config(history_length=3)
     load_source(spark, cfg, [version(1, "2025-01", 1)])

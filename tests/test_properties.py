@@ -20,7 +20,7 @@ from strategies import source_versions
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 SPARK_EXAMPLES = 60 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 6
 

@@ -36,6 +36,7 @@ def _config():  # type: ignore[no-untyped-def]
     return new_config(rolling_columns=raw["rolling_columns"])
 
 
+@pytest.mark.slow
 def test_each_kind_of_bad_row_is_quarantined_once(spark: SparkSession) -> None:
     cfg = _config()
     good = version(3, "2026-01", 5, asset_class_cd_4in="01")

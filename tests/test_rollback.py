@@ -15,7 +15,7 @@ from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.protocol import rollback
 from summary_pipeline.store.tables import table_exists
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 T0 = dt.datetime(2026, 2, 1, 8)
 INCREMENTAL = RunOptions(mode="incremental")

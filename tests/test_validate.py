@@ -94,6 +94,7 @@ CORRUPTIONS: dict[str, tuple[str, dict[str, tuple[int, str | None, str]]]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_each_corruption_is_caught_by_its_check(spark: SparkSession, tables: Any, corruption: str) -> None:
     cfg, summary, latest = tables
@@ -115,6 +116,7 @@ def test_a_sample_checks_whole_accounts(spark: SparkSession, built: PipelineConf
     assert report.summary_rows < 10  # some accounts left out, and whole: no check sees half an account
 
 
+@pytest.mark.slow
 def test_the_command_exits_1_and_names_the_offending_keys(spark: SparkSession, tables: Any, tmp_path: Path,
                                                           cli_in_process: Callable[..., int],
                                                           capsys: pytest.CaptureFixture[str]) -> None:
