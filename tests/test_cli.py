@@ -42,6 +42,23 @@ def test_bad_arguments_are_usage_errors() -> None:
     assert cli("--config", str(REFERENCE_CONFIG), "--mode", "sideways").returncode == 2
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--mode", "forward"], "forward needs --start-month YYYY-MM"),
+    (["--mode", "backfill"], "backfill needs --backfill-filter"),
+    (["--mode", "backfill", "--backfill-filter", "cons_acct_key = 1; DROP TABLE x"], "';' is not allowed"),
+    (["--mode", "backfill", "--backfill-filter", "cons_acct_key IN (SELECT 1)"], "'SELECT' is not allowed"),
+    (["--mode", "incremental", "--start-month", "2026-01"], "are for --mode initial or forward, not incremental"),
+    (["--mode", "forward", "--start-month", "2026-03", "--end-month", "2026-01"], "2026-03 is after --end-month"),
+    (["--mode", "initial", "--backfill-filter", "cons_acct_key = 1"], "--backfill-filter is for --mode backfill"),
+    (["--replace"], "--replace is for --mode initial, not incremental"),
+])
+def test_usage_errors_are_refused_before_spark_starts(flags: list[str], message: str) -> None:
+    done = cli("--config", str(REFERENCE_CONFIG), *flags)
+    assert done.returncode == 2
+    assert message in done.stderr and "usage: summary-pipeline" in done.stderr
+    assert "SUMMARY PIPELINE" not in done.stdout  # refused before the banner, so before any JVM
+
+
 def test_spark_submit_entry_file_is_the_same_cli(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "jobs" / "summary_pipeline.py"), "--config",
                            str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120)

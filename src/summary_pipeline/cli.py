@@ -211,12 +211,23 @@ def _session(cfg: PipelineConfig, warehouse: str | None, extra: dict[str, str] |
     return build_session(cfg, warehouse=warehouse, extra=extra)
 
 
-def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+def _run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunOptions:
+    """The run's options. A flag missing for the mode, one the mode does not take, or a predicate that is not
+    one expression is a usage error: exit 2 here, before any JVM starts."""
+    from summary_pipeline.modes import usage_problem
+
+    options = RunOptions(mode=args.mode, start_month=args.start_month, end_month=args.end_month,
+                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace)
+    problem = usage_problem(options)
+    if problem:
+        parser.error(problem)
+    return options
+
+
+def _cmd_run(args: argparse.Namespace, options: RunOptions, console: Console) -> int:
     from summary_pipeline.runner import run
 
     cfg = load_config(args.config)
-    options = RunOptions(mode=args.mode, start_month=args.start_month, end_month=args.end_month,
-                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace)
     console.banner(options.mode, options.dry_run)
     console.ignored_keys(cfg.ignored_keys())
     spark = _session(cfg, args.warehouse)
@@ -349,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, json_logs=args.log_format == "json")
     console = Console(json_output=args.output == "json", json_logs=args.log_format == "json")
     if command == "run":
-        return _handle(console, args.verbose, lambda: _cmd_run(args, console))
+        options = _run_options(parser, args)
+        return _handle(console, args.verbose, lambda: _cmd_run(args, options, console))
     if command in ("generate", "demo"):
         return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
     if command == "benchmark":
