@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from factories import REFERENCE_CONFIG, reference_raw
+from summary_pipeline.cli import COMMANDS, command_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,25 @@ def test_usage_errors_are_refused_before_spark_starts(flags: list[str], message:
     assert done.returncode == 2
     assert message in done.stderr and "usage: summary-pipeline" in done.stderr
     assert "SUMMARY PIPELINE" not in done.stdout  # refused before the banner, so before any JVM
+
+
+def test_help_lists_every_command_and_an_unknown_one_gets_a_suggestion() -> None:
+    done = cli("--help")
+    assert done.returncode == 0
+    listed = done.stdout[done.stdout.index("commands (summary-pipeline COMMAND --help"):].splitlines()[1:]
+    assert [line.split()[0] for line in listed] == list(COMMANDS)
+    typo = cli("valdate", "--config", str(REFERENCE_CONFIG))
+    assert typo.returncode == 2
+    assert "unknown command 'valdate'; did you mean 'validate'?" in typo.stderr
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_says_its_default(command: str) -> None:
+    parser = command_parser(command)
+    for action in parser._actions:
+        if action.dest in ("help", "version"):
+            continue
+        assert action.help and ("default" in action.help or "required" in action.help), (command, action.dest)
 
 
 def test_spark_submit_entry_file_is_the_same_cli(tmp_path: Path) -> None:
