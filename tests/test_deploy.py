@@ -96,8 +96,8 @@ def _chain(dag: _Dag) -> list[str]:
 def _parses(pipeline_args: list[str]) -> Any:
     """The pipeline arguments as the CLI would take them (argparse exits on anything it refuses)."""
     if pipeline_args[0] == "validate":
-        return cli._validate_parser("validate").parse_args(pipeline_args[1:])
-    return cli._run_parser("run").parse_args(pipeline_args)
+        return cli.command_parser("validate").parse_args(pipeline_args[1:])
+    return cli.command_parser("run").parse_args(pipeline_args)
 
 
 def _nightly(dag: _Dag) -> None:

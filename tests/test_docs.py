@@ -3,7 +3,6 @@ code has is documented, so the docs cannot silently fall behind."""
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -44,21 +43,10 @@ def test_every_nested_config_key_is_in_the_config_reference(key: str) -> None:
     assert re.search(rf"\b{key}\b", CONFIG_DOC), key
 
 
-def _parsers() -> dict[str, argparse.ArgumentParser]:
-    return {
-        "run": cli._run_parser("summary-pipeline"),
-        "generate": cli._generate_parser("generate", demo=False),
-        "benchmark": cli._benchmark_parser("benchmark"),
-        "validate": cli._validate_parser("validate"),
-        "inspect": cli._inspect_parser("inspect"),
-        **{c: cli._ledger_parser(c, c) for c in ("runs", "rollback", "unlock", "maintain")},
-    }
-
-
 def test_every_command_and_flag_is_documented() -> None:
     missing = [command for command in cli.SUBCOMMANDS
                if command != "run" and f"summary-pipeline {command}" not in USER_DOCS]
-    missing += [f"{command} {flag}" for command, parser in _parsers().items() for action in parser._actions
+    missing += [f"{command} {flag}" for command in cli.COMMANDS for action in cli.command_parser(command)._actions
                 for flag in action.option_strings
                 if flag.startswith("--") and flag not in ("--help", "--version") and flag not in USER_DOCS]
     assert missing == []
