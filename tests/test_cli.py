@@ -79,6 +79,17 @@ def test_every_option_says_its_default(command: str) -> None:
         assert action.help and ("default" in action.help or "required" in action.help), (command, action.dest)
 
 
+def test_source_ddl_prints_the_reference_table_under_the_configs_name(tmp_path: Path) -> None:
+    raw = reference_raw()
+    raw["source_table"] = "raw.accounts"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(raw))
+    done = cli("source-ddl", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "CREATE TABLE IF NOT EXISTS raw.accounts (" in done.stdout
+    assert "PARTITIONED BY (rpt_as_of_mo);" in done.stdout
+
+
 def test_spark_submit_entry_file_is_the_same_cli(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "jobs" / "summary_pipeline.py"), "--config",
                            str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120)

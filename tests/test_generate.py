@@ -27,6 +27,7 @@ from summary_pipeline.tools.generate import (
     create_source_table,
     demo_batch,
     generate_versions,
+    source_ddl,
 )
 
 START, END = "2024-11", "2025-12"
@@ -87,6 +88,8 @@ def test_source_schema_is_the_reference_sql() -> None:
     expected = [(name, kind.rstrip(",")) for name, kind in expected]
     assert [tuple(part.split()) for part in SOURCE_SCHEMA.split(", ")] == expected
     assert len(expected) == 39
+    assert source_ddl() == sql  # the copy shipped in the package is the reference, word for word
+    assert source_ddl("raw.accounts").count("CREATE TABLE IF NOT EXISTS raw.accounts (") == 1
 
 
 @pytest.mark.spark

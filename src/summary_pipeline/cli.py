@@ -47,6 +47,7 @@ COMMANDS = {
     "maintain": "compact what runs wrote and expire snapshots no kept run's rollback needs",
     "validate": "check the tables against the production checklist and the invariant (exit 1 on a violation)",
     "inspect": "show one account month by month: values, flags, base_ts, grids, history",
+    "source-ddl": "print the source table's reference CREATE TABLE, named as the config names it",
     "generate": "append reproducible synthetic versions to the source table",
     "demo": "generate synthetic data, build the tables and show them",
     "benchmark": "measure initial, incremental, full rebuild and I/O floors on generated data (docs/PERFORMANCE.md)",
@@ -331,11 +332,18 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     console.banner("validate")
     spark = _session(cfg, args.warehouse)
     try:
-        report = validate(spark, cfg, args.sample, args.examples, console.progress)
+        report = validate(spark, cfg, args.sample, args.examples, console.progress, config_name=args.config)
     finally:
         spark.stop()
     console.validation(report)
     return 0 if report.ok else 1
+
+
+def _cmd_source_ddl(args: argparse.Namespace) -> int:
+    from summary_pipeline.tools.generate import source_ddl
+
+    print(source_ddl(load_config(args.config).source_table), end="")
+    return 0
 
 
 def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
@@ -344,7 +352,7 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     cfg = load_config(args.config)
     spark = _session(cfg, args.warehouse)
     try:
-        view = inspect_account(spark, cfg, args.account)
+        view = inspect_account(spark, cfg, args.account, config_name=args.config)
     finally:
         spark.stop()
     console.account(view)
@@ -363,6 +371,8 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         return _inspect_parser()
     if command in ("generate", "demo"):
         return _generate_parser(command)
+    if command == "source-ddl":
+        return _parser(command)
     return _ledger_parser(command)
 
 
@@ -391,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_validate(args, console))
     if command == "inspect":
         return _handle(console, args.verbose, lambda: _cmd_inspect(args, console))
+    if command == "source-ddl":
+        return _handle(console, args.verbose, lambda: _cmd_source_ddl(args))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))
 
 
