@@ -97,6 +97,12 @@ def test_spark_submit_entry_file_is_the_same_cli(tmp_path: Path) -> None:
     assert "cannot read the config file" in done.stderr
 
 
+def _steady(out: str) -> list[str]:
+    """The demo's output without its first line (what it did to the warehouse), times and run ids."""
+    lines = out.splitlines()[1:]
+    return [re.sub(r"\b[0-9a-f]{16}\b|completed in [0-9.]+ minutes|[0-9.]+ s\b", "#", line) for line in lines]
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
@@ -115,6 +121,14 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
     assert "Case I (New accounts): 2" in demo.stdout  # 9999 and 9998
     assert "Case III (Backfill): 2" in demo.stdout  # accounts 1 and 2
     assert "Production checklist:" in demo.stdout
+    # The same command again starts from an empty warehouse and prints the same (but for times and run ids).
+    twice = cli("demo", "--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--accounts", "20",
+                "--start-month", "2025-01", "--end-month", "2025-12", cwd=tmp_path)
+    assert twice.returncode == 0, twice.stderr
+    assert demo.stdout.splitlines()[0] == f"Demo warehouse: {warehouse}"
+    assert twice.stdout.splitlines()[0] == ("Starting from an empty demo warehouse: removed the previous demo's "
+                                            f"tables in {warehouse}")
+    assert _steady(twice.stdout) == _steady(demo.stdout)
     again = cli("--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--mode", "initial",
                 "--output", "json", "--log-format", "json", cwd=tmp_path)
     assert again.returncode == 2
