@@ -282,7 +282,7 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
 
 def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int:
     from summary_pipeline.runner import new_result
-    from summary_pipeline.store.ledger import ledger_rows
+    from summary_pipeline.store.ledger import committed_watermark, ledger_rows
     from summary_pipeline.store.lock import clear_lock
     from summary_pipeline.store.protocol import rollback
     from summary_pipeline.store.tables import table_exists
@@ -291,8 +291,8 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
     spark = _session(cfg, args.warehouse)
     try:
         if command == "runs":
-            rows = ledger_rows(spark, cfg.ledger_table)[::-1][: args.limit]
-            console.runs(cfg.ledger_table, rows)
+            rows = ledger_rows(spark, cfg.ledger_table)
+            console.runs(cfg.ledger_table, rows[::-1][: args.limit], committed_watermark(rows))
         elif command == "maintain":
             from summary_pipeline.ops.maintain import maintain
 
