@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from factories import REFERENCE_CONFIG, reference_raw
@@ -136,3 +137,26 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
     assert json.loads(again.stdout.splitlines()[-1])["status"] == "failed"
     logged = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
     assert any(r["level"] == "ERROR" and "--replace" in r["message"] for r in logged)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize(("submit", "message"), [
+    ([], "this Spark has no Iceberg runtime on its classpath. Add to spark-submit: --jars"),
+    (["--jars", "JAR"], "Iceberg's SQL extensions are not enabled"),
+])
+def test_a_submit_without_iceberg_says_which_options_to_add(tmp_path: Path, submit: list[str], message: str
+                                                            ) -> None:
+    from summary_pipeline.spark import iceberg_jar
+
+    spark_home = Path(pyspark.__file__).parent
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    submit = [str(iceberg_jar()) if part == "JAR" else part for part in submit]
+    done = subprocess.run([str(spark_home / "bin" / "spark-submit"), "--master", "local[1]", *submit,
+                           str(ROOT / "jobs" / "summary_pipeline.py"), "--config", str(REFERENCE_CONFIG),
+                           "--warehouse", str(tmp_path / "wh")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1
+    assert message in done.stderr and "spark.sql.extensions=org.apache.iceberg" in done.stderr
+    assert "Traceback" not in done.stderr
