@@ -130,6 +130,7 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
     assert twice.stdout.splitlines()[0] == ("Starting from an empty demo warehouse: removed the previous demo's "
                                             f"tables in {warehouse}")
     assert _steady(twice.stdout) == _steady(demo.stdout)
+    assert not (tmp_path / "spark-warehouse").exists()  # nothing stray in the user's working directory
     again = cli("--config", str(REFERENCE_CONFIG), "--warehouse", str(warehouse), "--mode", "initial",
                 "--output", "json", "--log-format", "json", cwd=tmp_path)
     assert again.returncode == 2

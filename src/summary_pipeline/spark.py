@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from importlib import resources
@@ -200,6 +201,9 @@ def build_session(
         "spark.driver.extraJavaOptions": (f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC "
                                           "-XX:-DontCompileHugeMethods"),
         "spark.ui.showConsoleProgress": "false",
+        # Spark's own session catalog (unused: the tables are Iceberg's) would make ./spark-warehouse in the
+        # user's working directory; its directory goes to the system's temporary one instead.
+        "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "summary-pipeline-session-catalog"),
         "spark.sql.adaptive.enabled": "true",
         "spark.driver.memory": default_driver_memory(machine_memory()),
         **_embedded_catalog(catalog, where),
