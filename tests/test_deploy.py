@@ -100,6 +100,15 @@ def _parses(pipeline_args: list[str]) -> Any:
     return cli.command_parser("run").parse_args(pipeline_args)
 
 
+#: The JIT flag docs/operations.md (Tuning) says a cluster run needs on the driver and the executors.
+JIT = "-XX:-DontCompileHugeMethods"
+
+
+def _carries_the_jit_flag(conf: dict[str, str]) -> None:
+    for side in ("driver", "executor"):
+        assert JIT in conf.get(f"spark.{side}.extraJavaOptions", "").split(), side
+
+
 def _nightly(dag: _Dag) -> None:
     assert dag.kwargs["max_active_runs"] == 1 and dag.kwargs["catchup"] is False
     assert dag.kwargs["default_args"]["retries"] >= 1
@@ -118,6 +127,8 @@ def test_the_emr_dag_runs_incremental_then_validate_as_steps(monkeypatch: pytest
         (step,) = task.kwargs["steps"]
         args = step["HadoopJarStep"]["Args"]
         assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+        conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+        _carries_the_jit_flag(conf)
         assert args[args.index("--files") + 1].endswith("/config/summary_config.json")
         job = next(i for i, a in enumerate(args) if a.endswith("/jobs/summary_pipeline.py"))
         parsed = _parses(args[job + 1:])
@@ -132,6 +143,8 @@ def test_the_spark_submit_dag_runs_incremental_then_validate(monkeypatch: pytest
     assert _chain(dag) == ["run_summary_incremental", "validate_results"]
     run_task, validate_task = dag.tasks
     assert run_task.kwargs["application"] == validate_task.kwargs["application"]
+    for task in (run_task, validate_task):
+        _carries_the_jit_flag(task.kwargs["conf"])
     assert _parses(run_task.kwargs["application_args"]).mode == "incremental"
     assert _parses(validate_task.kwargs["application_args"]).sample == 0.01
 

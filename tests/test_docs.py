@@ -69,3 +69,15 @@ def test_the_docs_link_only_to_files_inside_the_repository() -> None:
                 continue
             found = (page.parent / target).resolve()
             assert found.is_relative_to(ROOT) and found.exists(), f"{page.name} links to {target}"
+
+
+def test_the_sections_the_code_cites_exist() -> None:
+    """A citation such as ``docs/operations.md, "Tuning"`` in a module, DAG, script or page names a heading of that
+    page (its start: "The commit protocol" cites "The commit protocol: why a kill ...")."""
+    cited = []
+    for folder in ("src", "jobs", "deploy", "scripts", "docs"):
+        cited += [p for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".py", ".sh", ".md")]
+    for path in [*cited, ROOT / "README.md"]:
+        for page, section in re.findall(r'docs/(\w+\.md), "([^"]+)"', path.read_text()):
+            headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / page).read_text(), flags=re.MULTILINE)
+            assert any(h.startswith(section) for h in headings), f"{path.name} cites {page}, {section!r}"
