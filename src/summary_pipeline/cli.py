@@ -7,7 +7,7 @@ Two forms, as the seed shows::
     summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
     summary-pipeline validate --config summary_config.json [--sample 0.01]      # check the tables
     summary-pipeline inspect --config summary_config.json --account 42          # one account, month by month
-    summary-pipeline source-ddl --config summary_config.json                     # the source's CREATE TABLE
+    summary-pipeline source-ddl --config summary_config.json                   # the source's CREATE TABLE
     summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form; ``summary-pipeline --help`` lists
