@@ -2,7 +2,9 @@
 
 It only hands over to the package's CLI. Python puts this file's folder first on ``sys.path``, where this
 file's own name would shadow the ``summary_pipeline`` package, so that folder is removed before the import.
-Ship the package itself with the job (``pip install`` on the cluster image, or ``--py-files`` with the wheel).
+The package itself must be pip-installed where the driver runs (a bootstrap action or the cluster image), not
+shipped with ``--py-files``: its pydantic dependency is a compiled extension, which Python cannot import from a
+zip (docs/operations.md, "Running on a cluster").
 """
 
 from __future__ import annotations

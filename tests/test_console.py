@@ -47,12 +47,12 @@ def _dry_run(console: Console) -> None:
 def _runs(console: Console) -> None:
     console.runs("default.summary_runs", [
         {"run_id": "b", "mode": "incremental", "status": "failed", "started_at": T, "timings": {"total": 40.2},
-         "watermark_committed": None, "summary_rows_written": 0, "latest_rows_written": 0,
+         "watermark_committed": T, "summary_rows_written": 3_000, "latest_rows_written": 20,
          "error": "undone by run c: the run stopped before its commit point"},
         {"run_id": "a", "mode": "initial", "status": "succeeded", "started_at": T - dt.timedelta(days=1),
          "timings": {"total": 120.0}, "watermark_committed": T - dt.timedelta(days=1),
          "summary_rows_written": 1_000, "latest_rows_written": 10, "error": None},
-    ])
+    ], T - dt.timedelta(days=1))
 
 
 def _validation(console: Console) -> None:
@@ -112,3 +112,15 @@ def test_an_error_in_json_carries_its_facts() -> None:
     assert json.loads(out.getvalue()) == {
         "status": "failed", "error": "the lock is held by run x", "type": "LockedError",
         "facts": {"table": "default.summary_runs", "holder": "run x", "holder_run_id": "x"}}
+
+
+def test_runs_in_json_are_numbers_times_and_nulls() -> None:
+    out = io.StringIO()
+    _runs(Console(json_output=True, out=out))
+    report = json.loads(out.getvalue())
+    assert report["watermark"] == (T - dt.timedelta(days=1)).isoformat()
+    failed, first = report["runs"]
+    assert failed == {"run_id": "b", "mode": "incremental", "status": "failed", "started": T.isoformat(),
+                      "seconds": 40.2, "watermark": None, "summary_rows": 3000, "latest_rows": 20, "undone": True,
+                      "error": "undone by run c: the run stopped before its commit point"}
+    assert first["undone"] is False and first["summary_rows"] == 1000 and first["error"] is None

@@ -96,8 +96,17 @@ def _chain(dag: _Dag) -> list[str]:
 def _parses(pipeline_args: list[str]) -> Any:
     """The pipeline arguments as the CLI would take them (argparse exits on anything it refuses)."""
     if pipeline_args[0] == "validate":
-        return cli._validate_parser("validate").parse_args(pipeline_args[1:])
-    return cli._run_parser("run").parse_args(pipeline_args)
+        return cli.command_parser("validate").parse_args(pipeline_args[1:])
+    return cli.command_parser("run").parse_args(pipeline_args)
+
+
+#: The JIT flag docs/operations.md (Tuning) says a cluster run needs on the driver and the executors.
+JIT = "-XX:-DontCompileHugeMethods"
+
+
+def _carries_the_jit_flag(conf: dict[str, str]) -> None:
+    for side in ("driver", "executor"):
+        assert JIT in conf.get(f"spark.{side}.extraJavaOptions", "").split(), side
 
 
 def _nightly(dag: _Dag) -> None:
@@ -118,6 +127,8 @@ def test_the_emr_dag_runs_incremental_then_validate_as_steps(monkeypatch: pytest
         (step,) = task.kwargs["steps"]
         args = step["HadoopJarStep"]["Args"]
         assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+        conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+        _carries_the_jit_flag(conf)
         assert args[args.index("--files") + 1].endswith("/config/summary_config.json")
         job = next(i for i, a in enumerate(args) if a.endswith("/jobs/summary_pipeline.py"))
         parsed = _parses(args[job + 1:])
@@ -132,6 +143,8 @@ def test_the_spark_submit_dag_runs_incremental_then_validate(monkeypatch: pytest
     assert _chain(dag) == ["run_summary_incremental", "validate_results"]
     run_task, validate_task = dag.tasks
     assert run_task.kwargs["application"] == validate_task.kwargs["application"]
+    for task in (run_task, validate_task):
+        _carries_the_jit_flag(task.kwargs["conf"])
     assert _parses(run_task.kwargs["application_args"]).mode == "incremental"
     assert _parses(validate_task.kwargs["application_args"]).sample == 0.01
 

@@ -3,7 +3,6 @@ code has is documented, so the docs cannot silently fall behind."""
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -44,21 +43,10 @@ def test_every_nested_config_key_is_in_the_config_reference(key: str) -> None:
     assert re.search(rf"\b{key}\b", CONFIG_DOC), key
 
 
-def _parsers() -> dict[str, argparse.ArgumentParser]:
-    return {
-        "run": cli._run_parser("summary-pipeline"),
-        "generate": cli._generate_parser("generate", demo=False),
-        "benchmark": cli._benchmark_parser("benchmark"),
-        "validate": cli._validate_parser("validate"),
-        "inspect": cli._inspect_parser("inspect"),
-        **{c: cli._ledger_parser(c, c) for c in ("runs", "rollback", "unlock", "maintain")},
-    }
-
-
 def test_every_command_and_flag_is_documented() -> None:
     missing = [command for command in cli.SUBCOMMANDS
                if command != "run" and f"summary-pipeline {command}" not in USER_DOCS]
-    missing += [f"{command} {flag}" for command, parser in _parsers().items() for action in parser._actions
+    missing += [f"{command} {flag}" for command in cli.COMMANDS for action in cli.command_parser(command)._actions
                 for flag in action.option_strings
                 if flag.startswith("--") and flag not in ("--help", "--version") and flag not in USER_DOCS]
     assert missing == []
@@ -81,3 +69,15 @@ def test_the_docs_link_only_to_files_inside_the_repository() -> None:
                 continue
             found = (page.parent / target).resolve()
             assert found.is_relative_to(ROOT) and found.exists(), f"{page.name} links to {target}"
+
+
+def test_the_sections_the_code_cites_exist() -> None:
+    """A citation such as ``docs/operations.md, "Tuning"`` in a module, DAG, script or page names a heading of that
+    page (its start: "The commit protocol" cites "The commit protocol: why a kill ...")."""
+    cited = []
+    for folder in ("src", "jobs", "deploy", "scripts", "docs"):
+        cited += [p for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".py", ".sh", ".md")]
+    for path in [*cited, ROOT / "README.md"]:
+        for page, section in re.findall(r'docs/(\w+\.md), "([^"]+)"', path.read_text()):
+            headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / page).read_text(), flags=re.MULTILINE)
+            assert any(h.startswith(section) for h in headings), f"{path.name} cites {page}, {section!r}"

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from pyspark.sql import functions as F
 
 from factories import shared_dir
 from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.tools.demo import DEMO_MARK, demo_warehouse
 from summary_pipeline.tools.generate import (
     ASSET_CLASS_CODES,
     SENTINEL_AMOUNTS,
@@ -27,6 +29,7 @@ from summary_pipeline.tools.generate import (
     create_source_table,
     demo_batch,
     generate_versions,
+    source_ddl,
 )
 
 START, END = "2024-11", "2025-12"
@@ -87,6 +90,8 @@ def test_source_schema_is_the_reference_sql() -> None:
     expected = [(name, kind.rstrip(",")) for name, kind in expected]
     assert [tuple(part.split()) for part in SOURCE_SCHEMA.split(", ")] == expected
     assert len(expected) == 39
+    assert source_ddl() == sql  # the copy shipped in the package is the reference, word for word
+    assert source_ddl("raw.accounts").count("CREATE TABLE IF NOT EXISTS raw.accounts (") == 1
 
 
 @pytest.mark.spark
@@ -231,3 +236,15 @@ def test_create_and_append_source(spark: SparkSession, small_df: DataFrame) -> N
     assert {r.m for r in partitions} == {"2024-11", "2024-12", *_months("2025-08", "2026-01")}
     back = stored.where("cons_acct_key BETWEEN 10 AND 14").collect()
     assert _sorted(back) == _sorted(generated.collect())
+
+
+def test_the_demo_starts_from_an_empty_warehouse_it_made_and_never_deletes_other_tables(tmp_path: Path) -> None:
+    ours = tmp_path / "demo"
+    assert demo_warehouse(ours) == f"Demo warehouse: {ours}"
+    (ours / "default").mkdir()  # tables the demo wrote
+    assert "removed the previous demo's tables" in demo_warehouse(ours)
+    assert sorted(p.name for p in ours.iterdir()) == [DEMO_MARK]
+    theirs = tmp_path / "theirs"
+    (theirs / "sales").mkdir(parents=True)
+    assert "holds tables the demo did not make; using them as they are" in demo_warehouse(theirs)
+    assert (theirs / "sales").exists() and not (theirs / DEMO_MARK).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -21,8 +22,13 @@ def test_missing_source_table_says_how_to_fix(spark: SparkSession, make_config: 
                                               ) -> None:
     cfg = make_config()
     with pytest.raises(SourceError, match=r"source table t\d+_\d+\.accounts_all does not exist") as err:
-        run(spark, cfg, RunOptions(mode="initial"))
+        run(spark, cfg, RunOptions(mode="initial"), config_name="my_config.json")
     assert err.value.exit_code == 1
+    warehouse = spark.conf.get(f"spark.sql.catalog.{cfg.catalog_name}.warehouse")
+    # Where it looked (catalog, absolute warehouse, the config), and the command that prints the table's DDL.
+    assert f"in catalog {cfg.catalog_name} (warehouse {os.path.abspath(warehouse)}), as named by my_config.json" \
+        in str(err.value)
+    assert "`summary-pipeline source-ddl --config my_config.json` prints its CREATE TABLE" in str(err.value)
     assert not any(table_exists(spark, t) for t in (cfg.destination_table, cfg.ledger_table))
 
 

@@ -5,8 +5,10 @@ Copy this file into your DAGs folder and set the Airflow Variables it reads (or 
 * ``summary_pipeline_emr_cluster``: the EMR cluster id (``j-...``) the steps run on;
 * ``summary_pipeline_s3``: the S3 prefix holding ``jobs/summary_pipeline.py`` and ``config/summary_config.json``.
 
-The cluster needs the package installed (a bootstrap action: ``pip install summary_pipeline-<version>.whl``) and
-Iceberg configured (docs/operations.md, "Running on EMR"). Each task adds its step and waits for it, so an Airflow
+The cluster must be an EMR release whose Spark and Python match the package (emr-7.1.0 or later, PySpark on
+Python 3.11), with the package pip-installed by a bootstrap action and Iceberg and a Glue catalog configured: see
+docs/operations.md, "Running on a cluster" (its EMR steps). Each step passes ``-XX:-DontCompileHugeMethods`` to
+the driver and the executors (docs/operations.md, "Tuning"). Each task adds its step and waits for it, so an Airflow
 retry runs the step again; that is safe, because a run that stopped half-way is repaired by running it again.
 ``max_active_runs=1`` keeps two nights from overlapping (the pipeline's run lock would refuse the second anyway).
 """
@@ -22,11 +24,18 @@ from airflow.sensors.external_task import ExternalTaskSensor
 CLUSTER = "{{ var.value.summary_pipeline_emr_cluster }}"
 S3 = "{{ var.value.summary_pipeline_s3 }}"
 
+#: Lets the JIT compile the large methods Spark generates for the rank and history expressions; without it they
+#: stay interpreted, about 4x slower (docs/operations.md, "Tuning"). A ``--conf`` replaces what spark-defaults sets
+#: for the same key: if your cluster sets these two there, append the flag to its value instead.
+JIT = "-XX:-DontCompileHugeMethods"
+
 #: spark-submit settings for a cluster of the seed's size; see docs/PERFORMANCE.md for sizing.
 SPARK_CONF = {
     "spark.sql.shuffle.partitions": "2000",
     "spark.executor.memory": "100g",
     "spark.executor.instances": "50",
+    "spark.driver.extraJavaOptions": JIT,
+    "spark.executor.extraJavaOptions": JIT,
 }
 
 

@@ -3,8 +3,10 @@ YARN, Kubernetes, a standalone master).
 
 The Spark connection (``spark_default`` unless you change ``CONN_ID``) says where to submit. Set the Airflow
 Variables ``summary_pipeline_job`` (path of ``jobs/summary_pipeline.py``) and ``summary_pipeline_config`` (path of
-the config JSON where the driver runs: the Airflow worker in client mode). The package must be installed there.
-Retries are safe: a run that stopped half-way is repaired by running it again.
+the config JSON where the driver runs: the Airflow worker in client mode). The package must be pip-installed there
+(docs/operations.md, "Running on a cluster"). The submit passes ``-XX:-DontCompileHugeMethods`` to the driver and
+the executors (docs/operations.md, "Tuning"). Retries are safe: a run that stopped half-way is repaired by running
+it again.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ CONN_ID = "spark_default"
 JOB = "{{ var.value.summary_pipeline_job }}"
 CONFIG = "{{ var.value.summary_pipeline_config }}"
 
+#: Lets the JIT compile the large methods Spark generates for the rank and history expressions; without it they
+#: stay interpreted, about 4x slower (docs/operations.md, "Tuning"). A ``conf`` entry replaces what spark-defaults
+#: sets for the same key: if your cluster sets these two there, append the flag to its value instead.
+JIT = "-XX:-DontCompileHugeMethods"
+
 SPARK_CONF = {
     "spark.sql.shuffle.partitions": "2000",
+    "spark.driver.extraJavaOptions": JIT,
+    "spark.executor.extraJavaOptions": JIT,
 }
 
 default_args = {

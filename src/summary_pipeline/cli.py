@@ -7,17 +7,19 @@ Two forms, as the seed shows::
     summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
     summary-pipeline validate --config summary_config.json [--sample 0.01]      # check the tables
     summary-pipeline inspect --config summary_config.json --account 42          # one account, month by month
+    summary-pipeline source-ddl --config summary_config.json                   # the source's CREATE TABLE
     summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
-``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form. One handler turns every error
-into a short message and an exit code: 0 success, 1 failure (for validate: a check failed), 2 refusal or bad
-usage.
+``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form; ``summary-pipeline --help`` lists
+the commands (:data:`COMMANDS`). One handler turns every error into a short message and an exit code: 0
+success, 1 failure (for validate: a check failed), 2 refusal or bad usage (usage errors before Spark starts).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import json
 import logging
 import re
@@ -32,13 +34,26 @@ from summary_pipeline.console import Console
 from summary_pipeline.errors import SummaryPipelineError, spark_error_message
 from summary_pipeline.result import MODES, RunOptions
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "command_parser", "main"]
 
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-SUBCOMMANDS = ("run", "generate", "demo", "runs", "rollback", "unlock", "maintain", "benchmark", "validate",
-               "inspect")
+#: Every command, with the one line ``summary-pipeline --help`` and its own ``--help`` show for it.
+COMMANDS = {
+    "run": "build or update summary and latest_summary (the default: --config ... --mode ...)",
+    "runs": "list the runs in the ledger, newest first",
+    "rollback": "put summary, latest_summary and the watermark back to before a run",
+    "unlock": "clear the run lock by hand (the next run undoes what the holder left half-done)",
+    "maintain": "compact what runs wrote and expire snapshots no kept run's rollback needs",
+    "validate": "check the tables against the production checklist and the invariant (exit 1 on a violation)",
+    "inspect": "show one account month by month: values, flags, base_ts, grids, history",
+    "source-ddl": "print the source table's reference CREATE TABLE, named as the config names it",
+    "generate": "append reproducible synthetic versions to the source table",
+    "demo": "generate synthetic data, build the tables and show them",
+    "benchmark": "measure initial, incremental, full rebuild and I/O floors on generated data (docs/PERFORMANCE.md)",
+}
+SUBCOMMANDS = tuple(COMMANDS)
 
 
 def _month(text: str) -> str:
@@ -47,68 +62,74 @@ def _month(text: str) -> str:
     return text
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="path to the config JSON (the seed's format)")
-    parser.add_argument("--warehouse", help="warehouse directory of the embedded catalog (default ./warehouse)")
+def _parser(command: str) -> argparse.ArgumentParser:
+    """A command's parser: its one line from :data:`COMMANDS` as description, and the options every command
+    takes. Every option's help says its default (or that it is required)."""
+    prog = "summary-pipeline" if command == "run" else f"summary-pipeline {command}"
+    parser = argparse.ArgumentParser(prog=prog, description=COMMANDS[command])
+    parser.add_argument("--config", required=True, help="path to the config JSON (the seed's format; required)")
+    parser.add_argument("--warehouse", help="warehouse directory of the embedded catalog (default: the config's "
+                        "warehouse key, else ./warehouse)")
     parser.add_argument("--output", choices=("text", "json"), default="text",
-                        help="the final report on stdout: human text or one JSON object")
+                        help="the final report on stdout: human text or one JSON object (default: text)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="progress and log lines on stderr as JSON objects, one per line (default: text)")
-    parser.add_argument("--verbose", action="store_true", help="debug logs and full tracebacks")
+    parser.add_argument("--verbose", action="store_true", help="debug logs and full tracebacks (default: off)")
+    return parser
 
 
-def _run_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Summary pipeline: build and maintain summary and "
-                                     "latest_summary from the source table.")
-    _common(parser)
+def _run_parser() -> argparse.ArgumentParser:
+    parser = _parser("run")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    width = max(len(name) for name in COMMANDS)
+    parser.epilog = "commands (summary-pipeline COMMAND --help for each one's options):\n" + "\n".join(
+        f"  {name:<{width}}  {line}" for name, line in COMMANDS.items())
     parser.add_argument("--mode", choices=MODES, default="incremental",
                         help="processing mode (default: incremental)")
-    parser.add_argument("--start-month", type=_month, help="first month (YYYY-MM) for initial/forward")
-    parser.add_argument("--end-month", type=_month, help="last month (YYYY-MM) for initial/forward")
-    parser.add_argument("--backfill-filter", help="SQL predicate over source columns for backfill mode")
-    parser.add_argument("--dry-run", action="store_true", help="read, classify and print the plan; write nothing")
+    parser.add_argument("--start-month", type=_month,
+                        help="first month (YYYY-MM) for initial and forward (default: initial reads every month; "
+                        "forward requires it)")
+    parser.add_argument("--end-month", type=_month,
+                        help="last month (YYYY-MM) for initial and forward (default: initial reads every month; "
+                        "forward stops at --start-month)")
+    parser.add_argument("--backfill-filter",
+                        help="SQL predicate over source columns (required for --mode backfill, refused otherwise)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read, classify and print the plan; write nothing (default: off)")
     parser.add_argument("--replace", action="store_true",
-                        help="let initial replace summary tables that already hold data")
-    parser.add_argument("--metrics-file", help="also write the run's figures (the ledger row's) to this JSON file")
+                        help="let initial replace summary tables that already hold data (default: off)")
+    parser.add_argument("--metrics-file",
+                        help="also write the run's figures (the ledger row's) to this JSON file (default: none)")
     parser.add_argument("--version", action="version", version=f"summary-pipeline {__version__}")
     return parser
 
 
-def _generate_parser(prog: str, demo: bool) -> argparse.ArgumentParser:
-    what = ("generate synthetic data, build the tables and show them" if demo
-            else "append reproducible synthetic versions to the source table")
-    parser = argparse.ArgumentParser(prog=prog, description=what)
-    _common(parser)
+def _generate_parser(command: str) -> argparse.ArgumentParser:
+    parser = _parser(command)
     parser.add_argument("--accounts", type=int, default=200, help="number of accounts (default 200)")
     parser.add_argument("--start-month", type=_month, default="2023-01", help="first month (default 2023-01)")
     parser.add_argument("--end-month", type=_month, default="2025-12", help="last month (default 2025-12)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed: same seed, same data (default 42)")
     return parser
 
 
-def _ledger_parser(prog: str, command: str) -> argparse.ArgumentParser:
-    what = {
-        "runs": "list the runs in the ledger, newest first",
-        "rollback": "put summary, latest_summary and the watermark back to before a run",
-        "unlock": "clear the run lock by hand (the next run then undoes whatever the holder left half-done)",
-        "maintain": "compact what runs wrote and expire snapshots no kept run's rollback needs",
-    }[command]
-    parser = argparse.ArgumentParser(prog=prog, description=what)
-    _common(parser)
+def _ledger_parser(command: str) -> argparse.ArgumentParser:
+    parser = _parser(command)
     if command == "runs":
         parser.add_argument("--limit", type=int, default=20, help="how many runs to show (default 20)")
     if command == "rollback":
-        parser.add_argument("--run-id", required=True, help="the run to undo (see `summary-pipeline runs`)")
+        parser.add_argument("--run-id", required=True, help="the run to undo (see `summary-pipeline runs`; required)")
     if command == "maintain":
         parser.add_argument("--keep-runs", type=int, default=7,
                             help="the last N runs stay undoable with rollback (default 7)")
     if command in ("rollback", "unlock"):
         parser.add_argument("--force", action="store_true",
-                            help="rollback: undo later runs too; unlock: even if the holder may be alive")
+                            help="rollback: undo later runs too; unlock: even if the holder may be alive "
+                            "(default: off)")
     return parser
 
 
-def _benchmark_parser(prog: str) -> argparse.ArgumentParser:
+def _benchmark_parser() -> argparse.ArgumentParser:
     from summary_pipeline.tools.benchmark import PHASES, PROFILES
 
     def phases(text: str) -> tuple[str, ...]:
@@ -117,15 +138,13 @@ def _benchmark_parser(prog: str) -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"{text!r}: give phases separated by commas, from {', '.join(PHASES)}")
         return names
 
-    parser = argparse.ArgumentParser(prog=prog, description="measure initial, incremental, full rebuild and the "
-                                     "I/O floors on generated data, and print the ratios (docs/PERFORMANCE.md)")
-    _common(parser)
+    parser = _parser("benchmark")
     parser.add_argument("--profile", choices=list(PROFILES), default="small",
                         help="small (minutes), medium (50,000 accounts x 120 months), large (by hand), seed "
-                        "(20,000 accounts x 48 months, the seed's own test batch)")
+                        "(20,000 accounts x 48 months, the seed's own test batch); default small")
     parser.add_argument("--reuse", action="store_true",
                         help="measure again on the tables an earlier call of the profile kept: roll its incremental "
-                        "runs back and rerun them, generating and building nothing")
+                        "runs back and rerun them, generating and building nothing (default: off)")
     parser.add_argument("--phases", type=phases,
                         help=f"measure only these, comma-separated: {', '.join(PHASES)} (default: all; from "
                         "scratch, initial and incremental always run)")
@@ -141,21 +160,18 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _validate_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="check summary and latest_summary against the "
-                                     "production checklist and the invariant; exit 1 on any violation")
-    _common(parser)
+def _validate_parser() -> argparse.ArgumentParser:
+    parser = _parser("validate")
     parser.add_argument("--sample", type=_fraction,
-                        help="check this fraction of accounts (whole accounts, by key hash), e.g. 0.01")
+                        help="check this fraction of accounts (whole accounts, by key hash), e.g. 0.01 (default: every "
+                        "account)")
     parser.add_argument("--examples", type=int, default=5, help="offending keys shown per check (default 5)")
     return parser
 
 
-def _inspect_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="show one account's months from summary and "
-                                     "latest_summary: values, flags (latest, tombstone), base_ts, grids, history")
-    _common(parser)
-    parser.add_argument("--account", required=True, help="the account key")
+def _inspect_parser() -> argparse.ArgumentParser:
+    parser = _parser("inspect")
+    parser.add_argument("--account", required=True, help="the account key (required)")
     return parser
 
 
@@ -211,12 +227,23 @@ def _session(cfg: PipelineConfig, warehouse: str | None, extra: dict[str, str] |
     return build_session(cfg, warehouse=warehouse, extra=extra)
 
 
-def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+def _run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunOptions:
+    """The run's options. A flag missing for the mode, one the mode does not take, or a predicate that is not
+    one expression is a usage error: exit 2 here, before any JVM starts."""
+    from summary_pipeline.modes import usage_problem
+
+    options = RunOptions(mode=args.mode, start_month=args.start_month, end_month=args.end_month,
+                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace)
+    problem = usage_problem(options)
+    if problem:
+        parser.error(problem)
+    return options
+
+
+def _cmd_run(args: argparse.Namespace, options: RunOptions, console: Console) -> int:
     from summary_pipeline.runner import run
 
     cfg = load_config(args.config)
-    options = RunOptions(mode=args.mode, start_month=args.start_month, end_month=args.end_month,
-                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace)
     console.banner(options.mode, options.dry_run)
     console.ignored_keys(cfg.ignored_keys())
     spark = _session(cfg, args.warehouse)
@@ -233,9 +260,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int:
+    from summary_pipeline.spark import under_spark_submit
     from summary_pipeline.tools import demo as demo_module
 
     cfg = load_config(args.config)
+    where = args.warehouse or cfg.warehouse or "warehouse"
+    if demo and "://" not in where and not under_spark_submit():  # the embedded catalog's own directory
+        console.progress(demo_module.demo_warehouse(Path(where)))
     spark = _session(cfg, args.warehouse)
     try:
         if demo:
@@ -252,7 +283,7 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
 
 def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int:
     from summary_pipeline.runner import new_result
-    from summary_pipeline.store.ledger import ledger_rows
+    from summary_pipeline.store.ledger import committed_watermark, ledger_rows
     from summary_pipeline.store.lock import clear_lock
     from summary_pipeline.store.protocol import rollback
     from summary_pipeline.store.tables import table_exists
@@ -261,8 +292,8 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
     spark = _session(cfg, args.warehouse)
     try:
         if command == "runs":
-            rows = ledger_rows(spark, cfg.ledger_table)[::-1][: args.limit]
-            console.runs(cfg.ledger_table, rows)
+            rows = ledger_rows(spark, cfg.ledger_table)
+            console.runs(cfg.ledger_table, rows[::-1][: args.limit], committed_watermark(rows))
         elif command == "maintain":
             from summary_pipeline.ops.maintain import maintain
 
@@ -306,11 +337,18 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     console.banner("validate")
     spark = _session(cfg, args.warehouse)
     try:
-        report = validate(spark, cfg, args.sample, args.examples, console.progress)
+        report = validate(spark, cfg, args.sample, args.examples, console.progress, config_name=args.config)
     finally:
         spark.stop()
     console.validation(report)
     return 0 if report.ok else 1
+
+
+def _cmd_source_ddl(args: argparse.Namespace) -> int:
+    from summary_pipeline.tools.generate import source_ddl
+
+    print(source_ddl(load_config(args.config).source_table), end="")
+    return 0
 
 
 def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
@@ -319,11 +357,28 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     cfg = load_config(args.config)
     spark = _session(cfg, args.warehouse)
     try:
-        view = inspect_account(spark, cfg, args.account)
+        view = inspect_account(spark, cfg, args.account, config_name=args.config)
     finally:
         spark.stop()
     console.account(view)
     return 0
+
+
+def command_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of one command (``run`` is the seed's flat form)."""
+    if command == "run":
+        return _run_parser()
+    if command == "benchmark":
+        return _benchmark_parser()
+    if command == "validate":
+        return _validate_parser()
+    if command == "inspect":
+        return _inspect_parser()
+    if command in ("generate", "demo"):
+        return _generate_parser(command)
+    if command == "source-ddl":
+        return _parser(command)
+    return _ledger_parser(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -332,24 +387,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args_list[0] if args_list and args_list[0] in SUBCOMMANDS else "run"
     if args_list and args_list[0] in SUBCOMMANDS:
         args_list = args_list[1:]
-    prog = "summary-pipeline" if command == "run" else f"summary-pipeline {command}"
-    if command == "run":
-        parser = _run_parser(prog)
-    elif command == "benchmark":
-        parser = _benchmark_parser(prog)
-    elif command == "validate":
-        parser = _validate_parser(prog)
-    elif command == "inspect":
-        parser = _inspect_parser(prog)
-    elif command in ("generate", "demo"):
-        parser = _generate_parser(prog, demo=command == "demo")
-    else:
-        parser = _ledger_parser(prog, command)
+    elif args_list and not args_list[0].startswith("-"):
+        guess = difflib.get_close_matches(args_list[0], SUBCOMMANDS, n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        _run_parser().error(f"unknown command {args_list[0]!r}{hint} (summary-pipeline --help lists them)")
+    parser = command_parser(command)
     args = parser.parse_args(args_list)
     _setup_logging(args.verbose, json_logs=args.log_format == "json")
     console = Console(json_output=args.output == "json", json_logs=args.log_format == "json")
     if command == "run":
-        return _handle(console, args.verbose, lambda: _cmd_run(args, console))
+        options = _run_options(parser, args)
+        return _handle(console, args.verbose, lambda: _cmd_run(args, options, console))
     if command in ("generate", "demo"):
         return _handle(console, args.verbose, lambda: _cmd_generate(args, console, demo=command == "demo"))
     if command == "benchmark":
@@ -358,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_validate(args, console))
     if command == "inspect":
         return _handle(console, args.verbose, lambda: _cmd_inspect(args, console))
+    if command == "source-ddl":
+        return _handle(console, args.verbose, lambda: _cmd_source_ddl(args))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))
 
 

@@ -6,6 +6,7 @@ phase, the total minutes.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -24,6 +25,18 @@ __all__ = ["Console"]
 _progress = logging.getLogger("summary_pipeline.progress")
 
 RULE = "=" * 80
+
+
+def _when(moment: dt.datetime | None) -> str:
+    """A ledger time as the tables show it, or blank."""
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else ""
+
+
+def _iso(value: object) -> str:
+    """JSON for the ledger's times (``json.dumps`` default)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 _TITLES = {
     "initial": "INITIAL MODE (FULL REBUILD)",
@@ -105,17 +118,33 @@ class Console:
         for row in [cols, *cells]:  # no trailing blanks: they show in diffs and copied text
             self._print(("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))).rstrip())
 
-    def runs(self, ledger: str, rows: list[dict[str, Any]]) -> None:
-        """The ledger's runs, newest first: what ran, how it ended, what it wrote."""
-        shown = [{
+    def runs(self, ledger: str, rows: list[dict[str, Any]], watermark: dt.datetime | None) -> None:
+        """The ledger's runs, newest first, and the watermark the next incremental run reads from.
+
+        Only a succeeded run's watermark and row counts took effect: a failed or rolled-back run's writes were
+        undone, so its watermark is not shown and its counts are marked ``undone``. In JSON, numbers are
+        numbers, times ISO 8601 and missing values null.
+        """
+        runs = [{
             "run_id": r["run_id"], "mode": r["mode"], "status": r["status"],
-            "started": f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
-            "seconds": f"{(r.get('timings') or {}).get('total', 0):.0f}",
-            "watermark": f"{r['watermark_committed']:%Y-%m-%d %H:%M:%S}" if r["watermark_committed"] else "",
-            "summary_rows": f"{r['summary_rows_written'] or 0:,}", "latest_rows": f"{r['latest_rows_written'] or 0:,}",
-            "error": (r["error"] or "")[:60],
+            "started": r["started_at"], "seconds": (r.get("timings") or {}).get("total"),
+            "watermark": r["watermark_committed"] if r["status"] == "succeeded" else None,
+            "summary_rows": r["summary_rows_written"], "latest_rows": r["latest_rows_written"],
+            "undone": r["status"] in ("failed", "rolled_back"), "error": r["error"],
         } for r in rows]
-        self.table(f"Runs in {ledger} (newest first)", shown)
+        if self.json_output:
+            print(json.dumps({"ledger": ledger, "watermark": watermark, "runs": runs}, default=_iso),
+                  file=self.out, flush=True)
+            return
+        self._print(f"Next incremental run reads versions after: {_when(watermark) or '(none: run initial)'}")
+        self.table(f"Runs in {ledger} (newest first)", [{
+            **{k: r[k] for k in ("run_id", "mode", "status")},
+            "started": _when(r["started"]), "seconds": "" if r["seconds"] is None else f"{r['seconds']:.0f}",
+            "watermark": _when(r["watermark"]),
+            **{k: "" if r[k] is None else f"{r[k]:,}" + (" undone" if r["undone"] and r[k] else "")
+               for k in ("summary_rows", "latest_rows")},
+            "error": (r["error"] or "")[:60],
+        } for r in runs])
 
     def benchmark(self, report: Report, path: str) -> None:
         """The benchmark's one table: each phase, then each ratio against its target."""

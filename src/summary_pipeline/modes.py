@@ -13,10 +13,62 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import BadFilterError, ConfigError, SummaryPipelineError
 from summary_pipeline.result import RunOptions
 
-__all__ = ["check_arguments", "check_backfill_filter", "select_batch"]
+__all__ = ["check_arguments", "check_backfill_filter", "filter_text_problem", "select_batch", "usage_problem"]
 
 _FORBIDDEN = re.compile(r";|\b(select|insert|update|delete|drop|create|alter|merge|truncate|exists)\b",
                         re.IGNORECASE)
+
+
+def filter_text_problem(predicate: str) -> str | None:
+    """What makes a backfill predicate unacceptable as text (empty, a statement, ``;``, a subquery), or None.
+
+    >>> print(filter_text_problem("cons_acct_key IN (SELECT 1)"))  # doctest: +ELLIPSIS
+    --backfill-filter must be one boolean expression over source columns; 'SELECT' is not allowed (no ...
+    >>> filter_text_problem("cons_acct_key = 1") is None
+    True
+    """
+    text = predicate.strip()
+    if not text:
+        return "--backfill-filter is empty; give one boolean expression, e.g. \"cons_acct_key = 42\""
+    found = _FORBIDDEN.search(text)
+    if found:
+        return (f"--backfill-filter must be one boolean expression over source columns; "
+                f"{found.group(0).strip()!r} is not allowed (no statements, ';' or subqueries)")
+    return None
+
+
+def usage_problem(options: RunOptions) -> str | None:
+    """What is wrong with a run's arguments on their own, or None: the CLI checks this before Spark starts
+    (exit 2), and every run checks it again. Whether a predicate parses and resolves needs the source schema
+    (:func:`check_backfill_filter`).
+
+    >>> usage_problem(RunOptions(mode="incremental", start_month="2026-01"))
+    '--start-month and --end-month are for --mode initial or forward, not incremental'
+    >>> usage_problem(RunOptions(mode="forward", start_month="2026-03", end_month="2026-01"))
+    '--start-month 2026-03 is after --end-month 2026-01'
+    """
+    flags = _flags_problem(options)
+    if flags is None and options.backfill_filter is not None:
+        return filter_text_problem(options.backfill_filter)
+    return flags
+
+
+def _flags_problem(options: RunOptions) -> str | None:
+    """A flag the mode needs and lacks, or a flag the mode does not take."""
+    mode = options.mode
+    if mode == "forward" and not options.start_month:
+        return "forward needs --start-month YYYY-MM (and optionally --end-month)"
+    if mode == "backfill" and not options.backfill_filter:
+        return "backfill needs --backfill-filter \"<predicate over source columns>\""
+    if (options.start_month or options.end_month) and mode not in ("initial", "forward"):
+        return f"--start-month and --end-month are for --mode initial or forward, not {mode}"
+    if options.start_month and options.end_month and options.start_month > options.end_month:
+        return f"--start-month {options.start_month} is after --end-month {options.end_month}"
+    if options.backfill_filter is not None and mode != "backfill":
+        return f"--backfill-filter is for --mode backfill, not {mode}"
+    if options.replace and mode != "initial":
+        return f"--replace is for --mode initial, not {mode}"
+    return None
 
 
 def check_backfill_filter(source: DataFrame, predicate: str) -> None:
@@ -25,13 +77,10 @@ def check_backfill_filter(source: DataFrame, predicate: str) -> None:
     Raises:
         BadFilterError: naming what is wrong with the predicate.
     """
+    problem = filter_text_problem(predicate)
+    if problem:
+        raise BadFilterError(problem)
     text = predicate.strip()
-    if not text:
-        raise BadFilterError("--backfill-filter is empty; give one boolean expression, e.g. \"cons_acct_key = 42\"")
-    found = _FORBIDDEN.search(text)
-    if found:
-        raise BadFilterError(f"--backfill-filter must be one boolean expression over source columns; "
-                             f"{found.group(0).strip()!r} is not allowed (no statements, ';' or subqueries)")
     try:
         kind = source.limit(0).select(F.expr(text).alias("p")).schema["p"].dataType.simpleString()
     except ParseException as err:
@@ -44,12 +93,17 @@ def check_backfill_filter(source: DataFrame, predicate: str) -> None:
 
 
 def check_arguments(source: DataFrame, options: RunOptions) -> None:
-    """Refuse a mode's missing or malformed arguments; runs no Spark job, so a run checks them before it locks."""
-    if options.mode == "forward" and not options.start_month:
-        raise ConfigError(["forward needs --start-month YYYY-MM (and optionally --end-month)"], "arguments")
-    if options.mode == "backfill":
-        if not options.backfill_filter:
-            raise BadFilterError("backfill needs --backfill-filter \"<predicate over source columns>\"")
+    """Refuse a mode's missing, conflicting or malformed arguments; runs no Spark job, so a run checks them
+    before it locks.
+
+    Raises:
+        ConfigError: a flag missing or not for this mode (exit 2).
+        BadFilterError: the backfill predicate (see :func:`check_backfill_filter`).
+    """
+    flags = _flags_problem(options)
+    if flags:
+        raise ConfigError([flags], "arguments")
+    if options.mode == "backfill" and options.backfill_filter:
         check_backfill_filter(source, options.backfill_filter)
 
 

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import ConfigError, SourceError
+from summary_pipeline.store.tables import location
 
 __all__ = ["check_against_source", "read_source"]
 
@@ -25,16 +26,17 @@ def _first_line(err: Exception) -> str:
     return text
 
 
-def read_source(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
-    """The source table as a DataFrame (lazy), or a clear error when it does not exist."""
+def read_source(spark: SparkSession, cfg: PipelineConfig, config_name: str = "config") -> DataFrame:
+    """The source table as a DataFrame (lazy), or a clear error when it does not exist: where it was looked
+    for, and how to create it."""
     try:
         return spark.table(cfg.source_table)
     except AnalysisException:
         raise SourceError(
-            f"source table {cfg.source_table} does not exist in catalog "
-            f"{spark.conf.get('spark.sql.defaultCatalog')}; create it (see accounts_all.sql), load data, "
-            "or fix source_table in the config (`summary-pipeline generate` makes a demo table)"
-        ) from None
+            f"source table {cfg.source_table} does not exist in {location(spark, config_name)}. Create it "
+            f"(`summary-pipeline source-ddl --config {config_name}` prints its CREATE TABLE) and load your data, "
+            f"or fix source_table in {config_name}; `summary-pipeline generate --config {config_name}` makes a "
+            "table of synthetic data", table=cfg.source_table) from None
 
 
 def check_against_source(source: DataFrame, cfg: PipelineConfig, config_name: str = "config") -> None:

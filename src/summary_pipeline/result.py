@@ -70,7 +70,7 @@ class RunResult:
     started_at: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
     finished_at: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
     timings: dict[str, float] = field(default_factory=dict, metadata=stored("map<string,double>"))
-    #: Monitoring figures (docs/operations.md, "Metrics"): data quality of the batch and of the rows written,
+    #: Monitoring figures (docs/operations.md, "Monitoring"): data quality of the batch and of the rows written,
     #: partitions written, and Spark's own byte counts for the run's jobs.
     metrics: dict[str, int] = field(default_factory=dict, metadata=stored("map<string,bigint>"))
     ignored_config_keys: list[str] = field(default_factory=list)

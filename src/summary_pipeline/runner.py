@@ -54,7 +54,7 @@ from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.store.ledger import committed_watermark, ledger_rows
 from summary_pipeline.store.protocol import RunGuard, StepHook
-from summary_pipeline.store.tables import ensure_namespace, is_empty, merge, replace_table, table_exists
+from summary_pipeline.store.tables import ensure_namespace, is_empty, location, merge, replace_table, table_exists
 
 __all__ = ["Progress", "read_watermark", "run"]
 
@@ -263,7 +263,8 @@ def next_watermark(options: RunOptions, previous: dt.datetime | None, read_max: 
     return previous
 
 
-def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, watermark: dt.datetime | None) -> None:
+def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, watermark: dt.datetime | None,
+            config_name: str) -> None:
     """Refusals that depend on the tables' state: checked under the lock, before anything is recorded."""
     tables = (cfg.destination_table, cfg.latest_history_table)
     if options.mode == "initial" and not options.replace and not all(is_empty(spark, t) for t in tables):
@@ -272,7 +273,8 @@ def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, water
             "hold data. Run incremental to add new versions, or pass --replace to rebuild them from the source.",
             tables=list(tables))
     if options.mode == "incremental" and watermark is None:
-        raise NotReadyError(f"{cfg.destination_table} is empty or missing: run --mode initial first, "
+        raise NotReadyError(f"{cfg.destination_table} is empty or missing in {location(spark, config_name)}: "
+                            "run --mode initial first, "
                             "then incremental keeps it up to date", table=cfg.destination_table)
 
 
@@ -296,20 +298,20 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     say = progress or _log_progress
     result = new_result(options.mode, cfg, dataclasses.asdict(options), options.dry_run)
     start = time.monotonic()
-    source = read_source(spark, cfg)
+    source = read_source(spark, cfg, config_name)
     check_against_source(source, cfg, config_name)
     check_arguments(source, options)
     with job_group(spark, result.run_id, options.mode):
         if options.dry_run:
             watermark = read_watermark(spark, cfg)
-            _refuse(spark, cfg, options, watermark)
+            _refuse(spark, cfg, options, watermark, config_name)
             _execute(spark, cfg, options, source, watermark, result, None, say)
             result.status = "planned"
             result.metrics.update(spark_figures(spark, result.run_id))
         else:
             with RunGuard(spark, cfg, result, say, on_step) as guard:
                 watermark = read_watermark(spark, cfg, guard.ledger)
-                _refuse(spark, cfg, options, watermark)
+                _refuse(spark, cfg, options, watermark, config_name)
                 result.watermark_read = result.watermark_committed = watermark
                 guard.start(when_writing=True)
                 _execute(spark, cfg, options, source, watermark, result, guard, say)

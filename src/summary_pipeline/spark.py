@@ -17,10 +17,12 @@ import functools
 import logging
 import os
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from py4j.java_gateway import JavaClass, JavaMember, JVMView
 from pyspark import SparkContext
@@ -174,6 +176,7 @@ def build_session(
     active = SparkSession.getActiveSession()
     if active is not None or under_spark_submit():
         spark = active or SparkSession.builder.appName(app_name).getOrCreate()
+        _check_iceberg(spark)
         conf = dict(spark.sparkContext.getConf().getAll())
         if not any(k.startswith("spark.sql.catalog.") for k in conf):
             log.info("no catalog configured by the cluster; using an embedded Iceberg catalog in %s", where)
@@ -198,6 +201,9 @@ def build_session(
         "spark.driver.extraJavaOptions": (f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC "
                                           "-XX:-DontCompileHugeMethods"),
         "spark.ui.showConsoleProgress": "false",
+        # Spark's own session catalog (unused: the tables are Iceberg's) would make ./spark-warehouse in the
+        # user's working directory; its directory goes to the system's temporary one instead.
+        "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "summary-pipeline-session-catalog"),
         "spark.sql.adaptive.enabled": "true",
         "spark.driver.memory": default_driver_memory(machine_memory()),
         **_embedded_catalog(catalog, where),
@@ -210,6 +216,36 @@ def build_session(
     _prefer_hash_joins(spark)
     _remember_jvm_lookups(spark)
     return spark
+
+
+#: The submit options that bring Iceberg to a spark-submit, for messages.
+_SUBMIT_FIX = ("--jars \"$(python -c 'from summary_pipeline.spark import iceberg_jar; print(iceberg_jar())')\" "
+               "(or --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:<version>) and "
+               f"--conf spark.sql.extensions={_EXTENSIONS}")
+
+
+def _check_iceberg(spark: SparkSession) -> None:
+    """Refuse, with the options to add, a session that spark-submit started without the Iceberg runtime or its
+    SQL extensions: neither can be added once the JVM runs, and without them the first table read fails with
+    "Cannot find catalog plugin class" and the MERGE does not parse.
+
+    Raises:
+        SummaryPipelineError: naming what is missing and the spark-submit options that bring it.
+    """
+    jvm: Any = spark.sparkContext._jvm
+    try:
+        jvm.java.lang.Class.forName("org.apache.iceberg.spark.SparkCatalog", False,
+                                    jvm.java.lang.Thread.currentThread().getContextClassLoader())
+    except Exception:
+        raise SummaryPipelineError(
+            f"this Spark has no Iceberg runtime on its classpath. Add to spark-submit: {_SUBMIT_FIX}. On EMR, "
+            "enable Iceberg with the iceberg-defaults classification instead (docs/operations.md, Running on a "
+            "cluster).", missing="iceberg-spark-runtime") from None
+    if _EXTENSIONS not in (spark.conf.get("spark.sql.extensions", "") or ""):
+        raise SummaryPipelineError(
+            f"Iceberg's SQL extensions are not enabled, and the pipeline's MERGE needs them. Add to spark-submit: "
+            f"--conf spark.sql.extensions={_EXTENSIONS} (a setting Spark reads only at start).",
+            missing="spark.sql.extensions")
 
 
 def _prefer_hash_joins(spark: SparkSession) -> None:

@@ -21,7 +21,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.core.engine import month_name
 from summary_pipeline.core.prepare import is_active
 from summary_pipeline.errors import NotReadyError, UnknownAccountError
-from summary_pipeline.store.tables import table_exists
+from summary_pipeline.store.tables import location, table_exists
 
 __all__ = ["AccountView", "inspect_account"]
 
@@ -55,7 +55,8 @@ def _key_literal(spark: SparkSession, cfg: PipelineConfig, key: str) -> Any:
     return value[0]
 
 
-def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str) -> AccountView:
+def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_name: str = "config"
+                    ) -> AccountView:
     """Read one account from summary and latest_summary (each read filtered by key; Iceberg skips files whose
     key range excludes it).
 
@@ -65,7 +66,8 @@ def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str) -> Accou
     """
     for table in (cfg.destination_table, cfg.latest_history_table):
         if not table_exists(spark, table):
-            raise NotReadyError(f"{table} does not exist: run --mode initial first")
+            raise NotReadyError(f"{table} does not exist in {location(spark, config_name)}: run --mode initial "
+                                "first", table=table)
     value = _key_literal(spark, cfg, key)
     rolling = [r.name for r in cfg.rolling_columns]
     h = cfg.history_length

@@ -31,7 +31,7 @@ from summary_pipeline.core.history import LAST_MONTH, grid
 from summary_pipeline.core.prepare import is_active, month_index
 from summary_pipeline.core.versions import rolling_from_row
 from summary_pipeline.errors import NotReadyError
-from summary_pipeline.store.tables import table_exists
+from summary_pipeline.store.tables import location, table_exists
 
 __all__ = ["CHECKS", "CheckResult", "Validation", "sample_accounts", "validate"]
 
@@ -203,7 +203,7 @@ def sample_accounts(df: DataFrame, cfg: PipelineConfig, fraction: float | None) 
 
 
 def validate(spark: SparkSession, cfg: PipelineConfig, sample: float | None = None, examples: int = 5,
-             say: Callable[[str], None] = lambda _line: None) -> Validation:
+             say: Callable[[str], None] = lambda _line: None, config_name: str = "config") -> Validation:
     """Run every check on the tables (or a sample of accounts) and return the report.
 
     Raises:
@@ -211,7 +211,8 @@ def validate(spark: SparkSession, cfg: PipelineConfig, sample: float | None = No
     """
     for table in (cfg.destination_table, cfg.latest_history_table):
         if not table_exists(spark, table):
-            raise NotReadyError(f"{table} does not exist: run --mode initial first, then validate")
+            raise NotReadyError(f"{table} does not exist in {location(spark, config_name)}: run --mode initial "
+                                "first, then validate", table=table)
     summary = sample_accounts(spark.table(cfg.destination_table), cfg, sample)
     latest = sample_accounts(spark.table(cfg.latest_history_table), cfg, sample)
     report = Validation(cfg.destination_table, cfg.latest_history_table, sample)

@@ -6,6 +6,7 @@ snapshot carries the run id.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from pyspark.errors import AnalysisException
@@ -15,6 +16,7 @@ from pyspark.sql import functions as F
 __all__ = [
     "ensure_namespace",
     "is_empty",
+    "location",
     "merge",
     "merge_sql",
     "replace_table",
@@ -36,6 +38,17 @@ def table_exists(spark: SparkSession, name: str) -> bool:
     except AnalysisException:
         return False
     return True
+
+
+def location(spark: SparkSession, config_name: str) -> str:
+    """Where a run looked for its tables, for messages about a missing one: the catalog, its warehouse
+    (absolute, when it is a local directory) and the config that names the tables."""
+    catalog = spark.conf.get("spark.sql.defaultCatalog", "spark_catalog")
+    warehouse = spark.conf.get(f"spark.sql.catalog.{catalog}.warehouse", None)
+    if warehouse and "://" not in warehouse:
+        warehouse = os.path.abspath(warehouse.removeprefix("file:"))
+    where = f"catalog {catalog}" + (f" (warehouse {warehouse})" if warehouse else "")
+    return f"{where}, as named by {config_name}"
 
 
 def is_empty(spark: SparkSession, name: str) -> bool:

@@ -4,6 +4,8 @@ an incremental run, and a look at the result."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -15,7 +17,32 @@ from summary_pipeline.runner import read_watermark, run
 from summary_pipeline.store.tables import is_empty
 from summary_pipeline.tools.generate import append_source, create_source_table, demo_batch, generate_versions
 
-__all__ = ["generate_source", "run_demo"]
+__all__ = ["DEMO_MARK", "demo_warehouse", "generate_source", "run_demo"]
+
+#: The file the demo leaves in a warehouse directory it made, so that the next demo may start it afresh.
+DEMO_MARK = ".summary-pipeline-demo"
+
+
+def demo_warehouse(path: Path) -> str:
+    """Start the demo from an empty warehouse directory, so that every demo prints the same; returns the line
+    that says what was done.
+
+    A directory the demo made (it holds :data:`DEMO_MARK`) is emptied; an empty or missing one is made and
+    marked. A directory holding anything else is someone's tables: the demo never deletes those, and uses them
+    as they are (the line says so).
+    """
+    where = path.resolve()
+    if where.exists() and any(where.iterdir()):
+        if not (where / DEMO_MARK).exists():
+            return (f"{where} holds tables the demo did not make; using them as they are (for the demo's own "
+                    "output, give it an empty directory: --warehouse DIR)")
+        shutil.rmtree(where)
+        said = f"Starting from an empty demo warehouse: removed the previous demo's tables in {where}"
+    else:
+        said = f"Demo warehouse: {where}"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / DEMO_MARK).write_text("made by `summary-pipeline demo`; the next demo empties this directory\n")
+    return said
 
 
 def generate_source(spark: SparkSession, cfg: PipelineConfig, *, accounts: int, start_month: str,

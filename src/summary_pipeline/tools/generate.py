@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from importlib import resources
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,21 +29,29 @@ __all__ = [
     "create_source_table",
     "demo_batch",
     "generate_versions",
+    "source_ddl",
 ]
 
-SOURCE_SCHEMA = (
-    "cons_acct_key BIGINT, bureau_mbr_id STRING, port_type_cd STRING, acct_type_dtl_cd STRING, "
-    "acct_open_dt DATE, acct_closed_dt DATE, pymt_terms_cd STRING, pymt_terms_dtl_cd STRING, acct_dt DATE, "
-    "acct_stat_cd STRING, acct_pymt_stat_cd STRING, acct_pymt_stat_dtl_cd STRING, acct_credit_ext_am INT, "
-    "acct_bal_am INT, past_due_am INT, actual_pymt_am INT, last_pymt_dt DATE, schd_pymt_dt DATE, "
-    "next_schd_pymt_am INT, collateral_cd STRING, orig_pymt_due_dt DATE, write_off_dt DATE, "
-    "write_off_am INT, asset_class_cd_4in STRING, days_past_due_ct_4in INT, high_credit_am_4in INT, "
-    "cash_limit_am_4in INT, collateral_am_4in INT, total_write_off_am_4in INT, "
-    "principal_write_off_am_4in INT, settled_am_4in INT, interest_rate_4in INT, "
-    "suit_filed_wilful_def_stat_cd_4in STRING, wo_settled_stat_cd_4in STRING, soft_del_cd STRING, "
-    "base_ts TIMESTAMP, insert_ts TIMESTAMP, update_ts TIMESTAMP, rpt_as_of_mo STRING"
-)
-"""The reference source schema (``reference/accounts_all.sql``) as a Spark DDL string, in column order."""
+_DEFAULT_SOURCE = "default.accounts_all"
+
+
+def source_ddl(table: str = _DEFAULT_SOURCE) -> str:
+    """The reference ``CREATE TABLE`` of the source (``accounts_all.sql``, shipped in the package), for ``table``.
+
+    ``summary-pipeline source-ddl`` prints it; production tables may carry more columns.
+    """
+    text = (resources.files("summary_pipeline") / "accounts_all.sql").read_text(encoding="utf-8")
+    return text.replace(_DEFAULT_SOURCE, table)
+
+
+def _columns(ddl: str) -> str:
+    """The column list of a ``CREATE TABLE`` as one Spark DDL string (``name TYPE, ...``)."""
+    body = ddl[ddl.index("(", ddl.index("CREATE TABLE")) + 1: ddl.index(") USING")]
+    return ", ".join(" ".join(line.split()).rstrip(",") for line in body.splitlines() if line.strip())
+
+
+SOURCE_SCHEMA = _columns(source_ddl())
+"""The reference source schema as a Spark DDL string, in column order (read from ``accounts_all.sql``)."""
 
 ASSET_CLASS_CODES = ("1", "01", "S", "2", "02", "B", "3", "03", "D", "4", "04", "5", "05", "M", "L", "0", "6",
                      "G", "C")
@@ -381,7 +390,7 @@ def demo_batch(spark: SparkSession, base_ts: datetime) -> DataFrame:
 
 
 def create_source_table(spark: SparkSession, table: str) -> None:
-    """Create the source table like ``reference/accounts_all.sql``, and its namespace, when missing.
+    """Create the source table like ``accounts_all.sql`` (:func:`source_ddl`), and its namespace, when missing.
 
     In production the source table is the user's; tests, the demo and benchmarks make theirs with this.
     """
