@@ -158,6 +158,7 @@ def test_a_submit_without_iceberg_says_which_options_to_add(tmp_path: Path, subm
                            str(ROOT / "jobs" / "summary_pipeline.py"), "--config", str(REFERENCE_CONFIG),
                            "--warehouse", str(tmp_path / "wh")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    said = done.stdout + done.stderr  # spark-submit merges the Python process's stderr into its stdout
     assert done.returncode == 1
-    assert message in done.stderr and "spark.sql.extensions=org.apache.iceberg" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert message in said and "spark.sql.extensions=org.apache.iceberg" in said
+    assert "Traceback" not in said
