@@ -260,11 +260,11 @@ def _cmd_run(args: argparse.Namespace, options: RunOptions, console: Console) ->
 
 
 def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int:
-    from summary_pipeline.spark import under_spark_submit
+    from summary_pipeline.spark import under_spark_submit, warehouse_dir
     from summary_pipeline.tools import demo as demo_module
 
     cfg = load_config(args.config)
-    where = args.warehouse or cfg.warehouse or "warehouse"
+    where = warehouse_dir(cfg, args.warehouse)
     if demo and "://" not in where and not under_spark_submit():  # the embedded catalog's own directory
         console.progress(demo_module.demo_warehouse(Path(where)))
     spark = _session(cfg, args.warehouse)

@@ -31,7 +31,8 @@ from pyspark.sql import SparkSession
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 
-__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "under_spark_submit"]
+__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "under_spark_submit",
+           "warehouse_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,11 @@ def _embedded_catalog(catalog: str, warehouse: str) -> dict[str, str]:
     }
 
 
+def warehouse_dir(config: PipelineConfig | None, warehouse: str | None = None) -> str:
+    """The embedded catalog's warehouse: ``--warehouse``, else the config's ``warehouse`` key, else ./warehouse."""
+    return warehouse or (config.warehouse if config else None) or "warehouse"
+
+
 def build_session(
     config: PipelineConfig | None = None,
     *,
@@ -171,7 +177,7 @@ def build_session(
     settings = dict(config.spark_settings()) if config else {}
     settings.update(extra or {})
     catalog = config.catalog_name if config else "local"
-    where = warehouse or (config.warehouse if config else None) or "warehouse"
+    where = warehouse_dir(config, warehouse)
 
     active = SparkSession.getActiveSession()
     if active is not None or under_spark_submit():
