@@ -25,7 +25,7 @@ CLUSTER = "{{ var.value.summary_pipeline_emr_cluster }}"
 S3 = "{{ var.value.summary_pipeline_s3 }}"
 
 #: Lets the JIT compile the large methods Spark generates for the rank and history expressions; without it they
-#: stay interpreted, about 4x slower (docs/operations.md, "Tuning"). A ``--conf`` replaces what spark-defaults sets
+#: stay interpreted and slow (docs/operations.md, "Tuning"). A ``--conf`` replaces what spark-defaults sets
 #: for the same key: if your cluster sets these two there, append the flag to its value instead.
 JIT = "-XX:-DontCompileHugeMethods"
 

@@ -21,7 +21,7 @@ JOB = "{{ var.value.summary_pipeline_job }}"
 CONFIG = "{{ var.value.summary_pipeline_config }}"
 
 #: Lets the JIT compile the large methods Spark generates for the rank and history expressions; without it they
-#: stay interpreted, about 4x slower (docs/operations.md, "Tuning"). A ``conf`` entry replaces what spark-defaults
+#: stay interpreted and slow (docs/operations.md, "Tuning"). A ``conf`` entry replaces what spark-defaults
 #: sets for the same key: if your cluster sets these two there, append the flag to its value instead.
 JIT = "-XX:-DontCompileHugeMethods"
 

@@ -203,7 +203,7 @@ def build_session(
         "spark.jars": str(iceberg_jar()),
         "spark.sql.extensions": _EXTENSIONS,
         "spark.sql.session.timeZone": "UTC",
-        # The history and rank expressions generate large methods; let the JIT compile them (4x faster).
+        # The history and rank expressions generate large methods; let the JIT compile them (operations, Tuning).
         "spark.driver.extraJavaOptions": (f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC "
                                           "-XX:-DontCompileHugeMethods"),
         "spark.ui.showConsoleProgress": "false",
