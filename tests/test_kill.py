@@ -1,4 +1,5 @@
-"""Real processes (SPEC 8): SIGKILL at several points of a CLI run, reruns, and two runs started together.
+"""Real processes (SPEC 8): SIGKILL at several points of a CLI run, reruns, two runs started together, and
+Ctrl-C / SIGTERM (a run stops at a safe point, undoes itself and says so in one line).
 
 The CLI runs in subprocesses on the test session's own warehouse (distinct namespaces), so the test reads
 what they wrote by table name. Kill points are found from the run's own progress lines: right after summary's
@@ -28,6 +29,8 @@ from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.lock import read_owner
+from summary_pipeline.store.protocol import data_tables
+from summary_pipeline.store.snapshots import state
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -62,13 +65,14 @@ _STDERR: dict[int, Path] = {}
 
 
 def _start(config: Path) -> subprocess.Popen[str]:
-    """The CLI's default command (incremental) in a new process; stderr goes to a file beside the config
-    (a pipe nobody reads could fill up and stall the run)."""
+    """The CLI's default command (incremental) in a new process (and process group, as a scheduler starts
+    it); stderr goes to a file beside the config (a pipe nobody reads could fill up and stall the run)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     path = config.with_suffix(f".{os.urandom(4).hex()}.err")
     with open(path, "w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "summary_pipeline", "--config", str(config)],
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+                                start_new_session=True)
     _STDERR[proc.pid] = path
     return proc
 
@@ -110,6 +114,41 @@ def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkS
     statuses = [r["status"] for r in ledger_rows(spark, cfg.ledger_table)]
     assert statuses == ["succeeded", "failed", "failed", "succeeded"]
     assert read_owner(spark, cfg.ledger_table) is None
+
+
+def test_ctrl_c_and_sigterm_undo_the_run_in_one_line_and_the_rerun_completes_it(
+        spark: SparkSession, tmp_path: Path) -> None:
+    cfg, config, versions = _setup(spark, tmp_path)
+    before = {t: state(spark, t) for t in data_tables(cfg)}
+    load_source(spark, cfg, _batch(0))
+    versions += _batch(0)
+    # Ctrl-C to the process right after summary's commit (latest_summary's MERGE is under way); SIGTERM to the
+    # whole process group, as a scheduler sends it, while the run rebuilds and starts writing.
+    for marker, sig, code in ((f"{cfg.destination_table}: ", signal.SIGINT, 130),
+                              ("Rebuilding history arrays", signal.SIGTERM, 143)):
+        proc = _start(config)
+        _wait_for(proc, marker)
+        (os.kill if sig == signal.SIGINT else os.killpg)(proc.pid, sig)
+        proc.communicate(timeout=300)
+        err = _stderr(proc).strip()
+        assert proc.returncode == code, err
+        assert len(err.splitlines()) == 1, err  # one line: no traceback, no JVM log
+        name = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM"
+        assert err.startswith("interrupted: run ") and f"was stopped by {name}" in err, err
+        assert err.endswith("Run the same command again to complete the work.") or "before it wrote" in err, err
+        if sig == signal.SIGINT:
+            assert f"and undone ({cfg.destination_table}: back to snapshot {before[cfg.destination_table]})" in err
+        assert {t: state(spark, t) for t in data_tables(cfg)} == before
+        row = ledger_rows(spark, cfg.ledger_table)[-1]
+        assert (row["status"], row["error"]) == ("interrupted", f"interrupted by {name}")
+        assert read_owner(spark, cfg.ledger_table) is None  # the lock was given back
+    rerun = _start(config)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, _stderr(rerun)
+    assert "had stopped half-way" not in out  # nothing was left for it to repair
+    assert_matches_oracle(spark, cfg, versions)
+    assert [r["status"] for r in ledger_rows(spark, cfg.ledger_table)] == [
+        "succeeded", "interrupted", "interrupted", "succeeded"]
 
 
 def test_two_runs_started_together_never_both_write(spark: SparkSession, tmp_path: Path,

@@ -12,7 +12,8 @@ Two forms, as the seed shows::
 
 ``spark-submit jobs/summary_pipeline.py --config ...`` is the same flat form; ``summary-pipeline --help`` lists
 the commands (:data:`COMMANDS`). One handler turns every error into a short message and an exit code: 0
-success, 1 failure (for validate: a check failed), 2 refusal or bad usage (usage errors before Spark starts).
+success, 1 failure (for validate: a check failed), 2 refusal or bad usage (usage errors before Spark starts),
+130 / 143 stopped by Ctrl-C / SIGTERM (a run's writes undone: :mod:`summary_pipeline.interrupts`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import difflib
 import json
 import logging
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from summary_pipeline import __version__
+from summary_pipeline import __version__, interrupts
 from summary_pipeline.config import PipelineConfig, load_config
 from summary_pipeline.console import Console
 from summary_pipeline.errors import SummaryPipelineError, spark_error_message
@@ -208,9 +211,10 @@ def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
             log.exception("failed")
         console.error(err)
         return err.exit_code
-    except KeyboardInterrupt:
-        console.error(Exception("interrupted"))
-        return 130
+    except KeyboardInterrupt as err:  # before a session is watched (or by a command that writes nothing)
+        signum = err.signum if isinstance(err, interrupts.Interrupted) else int(signal.SIGINT)
+        console.error(interrupts.Interrupted(signum))
+        return 128 + signum
     except Exception as err:
         message = spark_error_message(err)
         if message is None:
@@ -221,10 +225,17 @@ def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
         return 1
 
 
-def _session(cfg: PipelineConfig, warehouse: str | None, extra: dict[str, str] | None = None) -> Any:
+@contextmanager
+def _session(cfg: PipelineConfig, warehouse: str | None, extra: dict[str, str] | None = None) -> Iterator[Any]:
+    """The command's Spark session, watched for Ctrl-C and SIGTERM, stopped at the end."""
     from summary_pipeline.spark import build_session
 
-    return build_session(cfg, warehouse=warehouse, extra=extra)
+    spark = build_session(cfg, warehouse=warehouse, extra=extra)
+    try:
+        with interrupts.watching(spark):
+            yield spark
+    finally:
+        spark.stop()
 
 
 def _run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunOptions:
@@ -246,11 +257,8 @@ def _cmd_run(args: argparse.Namespace, options: RunOptions, console: Console) ->
     cfg = load_config(args.config)
     console.banner(options.mode, options.dry_run)
     console.ignored_keys(cfg.ignored_keys())
-    spark = _session(cfg, args.warehouse)
-    try:
+    with _session(cfg, args.warehouse) as spark:
         result = run(spark, cfg, options, progress=console.progress, config_name=args.config)
-    finally:
-        spark.stop()
     console.finished(result)
     if args.metrics_file:
         path = Path(args.metrics_file)
@@ -267,8 +275,7 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
     where = warehouse_dir(cfg, args.warehouse)
     if demo and "://" not in where and not under_spark_submit():  # the embedded catalog's own directory
         console.progress(demo_module.demo_warehouse(Path(where)))
-    spark = _session(cfg, args.warehouse)
-    try:
+    with _session(cfg, args.warehouse) as spark:
         if demo:
             demo_module.run_demo(spark, cfg, console, accounts=args.accounts, start_month=args.start_month,
                                  end_month=args.end_month, seed=args.seed, config_name=args.config)
@@ -276,8 +283,6 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
             n = demo_module.generate_source(spark, cfg, accounts=args.accounts, start_month=args.start_month,
                                             end_month=args.end_month, seed=args.seed)
             console.progress(f"Appended {n:,} versions to {cfg.source_table}")
-    finally:
-        spark.stop()
     return 0
 
 
@@ -289,8 +294,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
     from summary_pipeline.store.tables import table_exists
 
     cfg = load_config(args.config)
-    spark = _session(cfg, args.warehouse)
-    try:
+    with _session(cfg, args.warehouse) as spark:
         if command == "runs":
             rows = ledger_rows(spark, cfg.ledger_table)
             console.runs(cfg.ledger_table, rows[::-1][: args.limit], committed_watermark(rows))
@@ -309,8 +313,6 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
             result = new_result("rollback", cfg, {"run_id": args.run_id, "force": args.force})
             rollback(spark, cfg, result, args.run_id, args.force, console.progress)
             console.progress(f"Rolled back run {args.run_id}; the watermark is {result.watermark_committed}")
-    finally:
-        spark.stop()
     return 0
 
 
@@ -319,11 +321,8 @@ def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config)
     profile = PROFILES[args.profile]
-    spark = _session(cfg, args.warehouse, {"spark.driver.memory": profile.driver_memory})
-    try:
+    with _session(cfg, args.warehouse, {"spark.driver.memory": profile.driver_memory}) as spark:
         report = run_benchmark(spark, cfg, profile, console.progress, reuse=args.reuse, phases=args.phases)
-    finally:
-        spark.stop()
     path = Path(args.json or f"benchmark-{profile.name}{'-reuse' if report.reused else ''}.json")
     write_json(report, path)
     console.benchmark(report, str(path))
@@ -335,11 +334,8 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config)
     console.banner("validate")
-    spark = _session(cfg, args.warehouse)
-    try:
+    with _session(cfg, args.warehouse) as spark:
         report = validate(spark, cfg, args.sample, args.examples, console.progress, config_name=args.config)
-    finally:
-        spark.stop()
     console.validation(report)
     return 0 if report.ok else 1
 
@@ -355,11 +351,8 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     from summary_pipeline.ops.inspect_account import inspect_account
 
     cfg = load_config(args.config)
-    spark = _session(cfg, args.warehouse)
-    try:
+    with _session(cfg, args.warehouse) as spark:
         view = inspect_account(spark, cfg, args.account, config_name=args.config)
-    finally:
-        spark.stop()
     console.account(view)
     return 0
 
@@ -394,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser(command)
     args = parser.parse_args(args_list)
     _setup_logging(args.verbose, json_logs=args.log_format == "json")
+    interrupts.raise_on_sigterm()
     console = Console(json_output=args.output == "json", json_logs=args.log_format == "json")
     if command == "run":
         options = _run_options(parser, args)

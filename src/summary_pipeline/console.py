@@ -12,7 +12,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.result import RunResult
 
 if TYPE_CHECKING:
@@ -130,7 +129,7 @@ class Console:
             "started": r["started_at"], "seconds": (r.get("timings") or {}).get("total"),
             "watermark": r["watermark_committed"] if r["status"] == "succeeded" else None,
             "summary_rows": r["summary_rows_written"], "latest_rows": r["latest_rows_written"],
-            "undone": r["status"] in ("failed", "rolled_back"), "error": r["error"],
+            "undone": r["status"] in ("failed", "interrupted", "rolled_back"), "error": r["error"],
         } for r in rows]
         if self.json_output:
             print(json.dumps({"ledger": ledger, "watermark": watermark, "runs": runs}, default=_iso),
@@ -207,16 +206,18 @@ class Console:
                        "months earlier; months with no value in any array are left out",
                        [{k: "" if v is None else v for k, v in row.items()} for row in view.history])
 
-    def error(self, err: SummaryPipelineError | Exception, hint: str | None = None) -> None:
-        """One clear error message (JSON on stdout too when asked), never a bare stack trace."""
+    def error(self, err: BaseException, hint: str | None = None) -> None:
+        """One clear error message (JSON on stdout too when asked), never a bare stack trace. A command a
+        signal stopped says ``interrupted:`` instead of ``error:``."""
         text = str(err)
+        status = getattr(err, "status", None) or ("interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
         if self.json_output:
             facts = getattr(err, "facts", {})
-            print(json.dumps({"status": "failed", "error": text, "type": type(err).__name__,
+            print(json.dumps({"status": status, "error": text, "type": type(err).__name__,
                               **({"facts": facts} if facts else {})}, default=str), file=self.out, flush=True)
         if self.json_logs:
             _progress.error(text + (f" ({hint})" if hint else ""))
             return
-        print(f"error: {text}", file=self.err, flush=True)
+        print(f"{'interrupted' if status == 'interrupted' else 'error'}: {text}", file=self.err, flush=True)
         if hint:
             print(hint, file=self.err, flush=True)

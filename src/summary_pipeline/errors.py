@@ -23,6 +23,7 @@ __all__ = [
     "RejectThresholdError",
     "RestoreError",
     "RollbackRefusedError",
+    "RunInterruptedError",
     "SourceError",
     "SummaryPipelineError",
     "TablesNotEmptyError",
@@ -95,6 +96,18 @@ class LockedError(SummaryPipelineError):
 
 class LockLostError(SummaryPipelineError):
     """Another run took this run's lock (it judged this run dead); this run stops before its next commit."""
+
+
+class RunInterruptedError(SummaryPipelineError):
+    """Ctrl-C or SIGTERM stopped a run at a safe point; what it wrote was undone (or is, by the next run).
+
+    Exits 128 + the signal's number (130, 143), as a shell reports a process the signal ended."""
+
+    status = "interrupted"
+
+    def __init__(self, message: str, signum: int, **facts: Any) -> None:
+        super().__init__(message, signal=signum, **facts)
+        self.exit_code = 128 + signum
 
 
 class ConflictError(SummaryPipelineError):

@@ -30,6 +30,7 @@ from pyspark.sql import SparkSession
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.interrupts import jvm_ignores_sigterm
 
 __all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "under_spark_submit",
            "warehouse_dir"]
@@ -217,7 +218,8 @@ def build_session(
     builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
     for key, value in {**base, **settings}.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with jvm_ignores_sigterm():  # a signal to the process group must leave the JVM to undo the run
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     _prefer_hash_joins(spark)
     _remember_jvm_lookups(spark)

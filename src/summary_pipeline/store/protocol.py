@@ -14,10 +14,12 @@ Every run that writes goes through a :class:`RunGuard`:
    new watermark: the commit point;
 6. give the lock back.
 
-A failure at any point after 3 settles the tables before the error is reported; a kill leaves the ``running``
-row for step 2 of the next run. Either way, the tables return to the last succeeded run's state, and the rerun
-then does the whole run again. The watermark lives in the ledger, so it cannot move unless the run
-reached step 5. The quarantine is a deduplicated log and is never undone: a rerun adds nothing it already has.
+A failure at any point after 3 settles the tables before the error is reported; so does Ctrl-C or SIGTERM (the
+CLI raises it at a safe point, :mod:`summary_pipeline.interrupts`), and the run is then recorded ``interrupted``.
+From step 5 on, a signal lets the run finish. A kill leaves the ``running`` row for step 2 of the next run.
+Either way, the tables return to the last succeeded run's state, and the rerun then does the whole run again.
+The watermark lives in the ledger, so it cannot move unless the run reached step 5. The quarantine is a
+deduplicated log and is never undone: a rerun adds nothing it already has.
 """
 
 from __future__ import annotations
@@ -27,18 +29,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
 from pyspark.sql import SparkSession
 
+from summary_pipeline import interrupts
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import (
     ConflictError,
     LockLostError,
     RestoreError,
     RollbackRefusedError,
+    RunInterruptedError,
     SummaryPipelineError,
     describe,
     is_commit_conflict,
@@ -84,6 +89,10 @@ class RunGuard:
         self.going = self.started = False
         #: The ledger as recovery left it (read once per run; the runner takes the watermark from it).
         self.ledger: list[dict[str, Any]] = []
+        #: What undoing this run after a failure put back (one line per table).
+        self.undone: list[str] = []
+        #: Held from the commit point to the end: a signal then lets the run finish.
+        self._finishing = ExitStack()
 
     def step(self, name: str) -> None:
         """Mark a step boundary of the run (one of :data:`STEPS`): a no-op unless a test injected a hook."""
@@ -213,6 +222,7 @@ class RunGuard:
     def succeed(self, finished: dt.datetime) -> None:
         """The commit point: record the run succeeded, with the snapshots after it."""
         self.lock.check()
+        self._finishing.enter_context(interrupts.committed())
         self.result.status = "succeeded"
         self.result.finished_at = finished
         if not self.started:
@@ -238,16 +248,35 @@ class RunGuard:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
         if err is None:
-            self.lock.release()
-            self.step("released")
-        elif not isinstance(err, Exception | KeyboardInterrupt) or isinstance(err, LockLostError):
+            with self._finishing:  # past the commit point: a signal lets the run finish
+                self.lock.release()
+                self.step("released")
+            return
+        self._finishing.close()
+        if not isinstance(err, Exception | KeyboardInterrupt) or isinstance(err, LockLostError):
             self.lock.stop()  # a kill: nothing else runs; a lost lock: its new holder undoes this run
-        else:
-            try:
-                if self.going:
-                    self._fail(err)
-            finally:
-                self._release_after(err)
+            return
+        signum = err.signum if isinstance(err, interrupts.Interrupted) else interrupts.received()
+        try:
+            if self.going:
+                self._fail(err, signum)
+        finally:
+            self._release_after(err)
+        if signum is not None:
+            raise RunInterruptedError(self._interrupted(signum), signum, run_id=self.result.run_id,
+                                      status=self.result.status, undone=self.undone) from err
+
+    def _interrupted(self, signum: int) -> str:
+        """The one line a signal's stop is reported with: what was undone, and that a rerun completes it."""
+        result = self.result
+        what = f"run {result.run_id} ({result.mode}) was stopped by {interrupts.signal_name(signum)}"
+        if not self.started:
+            return f"{what} before it wrote anything. Run the same command again to do its work."
+        if result.status == "running":  # the undo (or a rollback) is left to the next command that locks
+            return (f"{what}; the next run finishes putting the tables back "
+                    "(run the same command again to complete the work).")
+        undone = "; ".join(self.undone) or "nothing had been committed yet"
+        return f"{what} and undone ({undone}). Run the same command again to complete the work."
 
     def _release_after(self, err: BaseException) -> None:
         """Give the lock back after a failure without hiding it: when Spark itself has stopped (an
@@ -258,12 +287,13 @@ class RunGuard:
         except Exception as release_err:
             log.error("could not release the lock after %s: %s", describe(err), describe(release_err))
 
-    def _fail(self, err: BaseException) -> None:
-        """Undo this run's commits and record it failed (or leave it running for the next run to finish)."""
+    def _fail(self, err: BaseException, signum: int | None) -> None:
+        """Undo this run's commits and record it failed, or ``interrupted`` when a signal (``signum``) stopped
+        it (or leave it running for the next run to finish)."""
         result = self.result
-        result.error = describe(err)
+        result.error = f"interrupted by {interrupts.signal_name(signum)}" if signum is not None else describe(err)
         result.finished_at = dt.datetime.now()
-        result.status = "failed"
+        result.status = "failed" if signum is None else "interrupted"
         try:
             if not self.started:
                 pass  # it wrote nothing: nothing to undo
@@ -271,9 +301,9 @@ class RunGuard:
                 if not isinstance(err, RestoreError):  # a rollback that may have started is finished later
                     result.status = "running"
             else:
-                done = self._settle()
-                if done:
-                    self.say(f"Undid this run's writes: {'; '.join(done)}")
+                self.undone = self._settle()
+                if self.undone and signum is None:  # an interrupt's one line says it
+                    self.say(f"Undid this run's writes: {'; '.join(self.undone)}")
         except Exception as undo:
             result.status = "running"
             result.error += f"; undoing its writes failed too ({describe(undo)}): the next run undoes them"
