@@ -226,16 +226,18 @@ def _handle(console: Console, verbose: bool, body: Callable[[], int]) -> int:
 
 
 @contextmanager
-def _session(cfg: PipelineConfig, warehouse: str | None, extra: dict[str, str] | None = None) -> Iterator[Any]:
-    """The command's Spark session, watched for Ctrl-C and SIGTERM, stopped at the end."""
-    from summary_pipeline.spark import build_session
+def _session(console: Console, cfg: PipelineConfig, warehouse: str | None,
+             extra: dict[str, str] | None = None) -> Iterator[Any]:
+    """The command's Spark session, watched for Ctrl-C and SIGTERM, stopped at the end (the first command on
+    a machine then saves the JVM's class archive: :mod:`summary_pipeline.jvm_cache`)."""
+    from summary_pipeline.spark import build_session, stop
 
-    spark = build_session(cfg, warehouse=warehouse, extra=extra)
+    spark = build_session(cfg, warehouse=warehouse, extra=extra, class_archive=True)
     try:
         with interrupts.watching(spark):
             yield spark
     finally:
-        spark.stop()
+        stop(spark, console.note, keep_archive=interrupts.received() is None)  # stopped: no wait for the archive
 
 
 def _run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunOptions:
@@ -257,7 +259,7 @@ def _cmd_run(args: argparse.Namespace, options: RunOptions, console: Console) ->
     cfg = load_config(args.config)
     console.banner(options.mode, options.dry_run)
     console.ignored_keys(cfg.ignored_keys())
-    with _session(cfg, args.warehouse) as spark:
+    with _session(console, cfg, args.warehouse) as spark:
         result = run(spark, cfg, options, progress=console.progress, config_name=args.config)
     console.finished(result)
     if args.metrics_file:
@@ -275,7 +277,7 @@ def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int
     where = warehouse_dir(cfg, args.warehouse)
     if demo and "://" not in where and not under_spark_submit():  # the embedded catalog's own directory
         console.progress(demo_module.demo_warehouse(Path(where)))
-    with _session(cfg, args.warehouse) as spark:
+    with _session(console, cfg, args.warehouse) as spark:
         if demo:
             demo_module.run_demo(spark, cfg, console, accounts=args.accounts, start_month=args.start_month,
                                  end_month=args.end_month, seed=args.seed, config_name=args.config)
@@ -294,7 +296,7 @@ def _cmd_ledger(args: argparse.Namespace, console: Console, command: str) -> int
     from summary_pipeline.store.tables import table_exists
 
     cfg = load_config(args.config)
-    with _session(cfg, args.warehouse) as spark:
+    with _session(console, cfg, args.warehouse) as spark:
         if command == "runs":
             rows = ledger_rows(spark, cfg.ledger_table)
             console.runs(cfg.ledger_table, rows[::-1][: args.limit], committed_watermark(rows))
@@ -321,7 +323,7 @@ def _cmd_benchmark(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config)
     profile = PROFILES[args.profile]
-    with _session(cfg, args.warehouse, {"spark.driver.memory": profile.driver_memory}) as spark:
+    with _session(console, cfg, args.warehouse, {"spark.driver.memory": profile.driver_memory}) as spark:
         report = run_benchmark(spark, cfg, profile, console.progress, reuse=args.reuse, phases=args.phases)
     path = Path(args.json or f"benchmark-{profile.name}{'-reuse' if report.reused else ''}.json")
     write_json(report, path)
@@ -334,7 +336,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config)
     console.banner("validate")
-    with _session(cfg, args.warehouse) as spark:
+    with _session(console, cfg, args.warehouse) as spark:
         report = validate(spark, cfg, args.sample, args.examples, console.progress, config_name=args.config)
     console.validation(report)
     return 0 if report.ok else 1
@@ -351,7 +353,7 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     from summary_pipeline.ops.inspect_account import inspect_account
 
     cfg = load_config(args.config)
-    with _session(cfg, args.warehouse) as spark:
+    with _session(console, cfg, args.warehouse) as spark:
         view = inspect_account(spark, cfg, args.account, config_name=args.config)
     console.account(view)
     return 0

@@ -73,6 +73,14 @@ class Console:
         """One progress line of a run (the runner's :data:`~summary_pipeline.runner.Progress`)."""
         self._print(line)
 
+    def note(self, line: str) -> None:
+        """A line about the tool rather than the command's work, on stderr (so stdout stays the same from one
+        run of a command to the next)."""
+        if self.json_logs:
+            _progress.info(line)
+        else:
+            print(line, file=self.err, flush=True)
+
     def banner(self, mode: str, dry_run: bool = False) -> None:
         """The seed's banner for a run."""
         title = _TITLES.get(mode, mode.upper())

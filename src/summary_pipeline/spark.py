@@ -19,20 +19,22 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pyspark
 from py4j.java_gateway import JavaClass, JavaMember, JVMView
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from summary_pipeline import jvm_cache
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.interrupts import jvm_ignores_sigterm
 
-__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "under_spark_submit",
+__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "stop", "under_spark_submit",
            "warehouse_dir"]
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,7 @@ def build_session(
     master: str | None = None,
     extra: Mapping[str, str] | None = None,
     app_name: str = "summary-pipeline",
+    class_archive: bool = False,
 ) -> SparkSession:
     """Return the SparkSession to run on: the existing/cluster one, or a new embedded one.
 
@@ -174,6 +177,8 @@ def build_session(
         warehouse: overrides ``config.warehouse`` (default ``./warehouse``) for the embedded catalog.
         master: overrides ``local[*]`` for the embedded session (tests use ``local[2]``).
         extra: more Spark settings, applied last.
+        class_archive: an embedded JVM may write its class archive at exit (:mod:`summary_pipeline.jvm_cache`);
+            the caller then ends the session with :func:`stop`. Any embedded JVM uses an archive that exists.
     """
     settings = dict(config.spark_settings()) if config else {}
     settings.update(extra or {})
@@ -200,30 +205,48 @@ def build_session(
 
     _ensure_java()
     log4j = resources.files("summary_pipeline") / "log4j2.properties"
+    jar = str(iceberg_jar())
+    memory = settings.get("spark.driver.memory") or default_driver_memory(machine_memory())
+    archive = jvm_cache.java_options([pyspark.__version__, jar, memory], write=class_archive)
+    java = f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC -XX:-DontCompileHugeMethods"
     base = {
-        "spark.jars": str(iceberg_jar()),
+        "spark.jars": jar,
         "spark.sql.extensions": _EXTENSIONS,
         "spark.sql.session.timeZone": "UTC",
         # The history and rank expressions generate large methods; let the JIT compile them (operations, Tuning).
-        "spark.driver.extraJavaOptions": (f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC "
-                                          "-XX:-DontCompileHugeMethods"),
+        "spark.driver.extraJavaOptions": f"{java} {archive.options}".strip(),
         "spark.ui.showConsoleProgress": "false",
         # Spark's own session catalog (unused: the tables are Iceberg's) would make ./spark-warehouse in the
         # user's working directory; its directory goes to the system's temporary one instead.
         "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "summary-pipeline-session-catalog"),
         "spark.sql.adaptive.enabled": "true",
-        "spark.driver.memory": default_driver_memory(machine_memory()),
+        "spark.driver.memory": memory,
         **_embedded_catalog(catalog, where),
     }
     builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
     for key, value in {**base, **settings}.items():
         builder = builder.config(key, value)
     with jvm_ignores_sigterm():  # a signal to the process group must leave the JVM to undo the run
-        spark = builder.getOrCreate()
+        try:
+            spark = builder.getOrCreate()
+        except Exception:
+            if archive.used is None:
+                raise
+            # A JVM that cannot start from the class archive is started without it (and the archive goes).
+            log.warning("the JVM did not start with the class archive %s; starting without it", archive.used)
+            archive.used.unlink(missing_ok=True)
+            spark = builder.config("spark.driver.extraJavaOptions", java).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     _prefer_hash_joins(spark)
     _remember_jvm_lookups(spark)
     return spark
+
+
+def stop(spark: SparkSession, say: Callable[[str], None] = log.info, *, keep_archive: bool = True) -> None:
+    """Stop the session; if its JVM writes the class archive, wait for that (:mod:`summary_pipeline.jvm_cache`)
+    unless told not to keep it."""
+    spark.stop()
+    jvm_cache.finish(getattr(SparkContext._gateway, "proc", None) if keep_archive else None, say)
 
 
 #: The submit options that bring Iceberg to a spark-submit, for messages.
