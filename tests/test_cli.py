@@ -140,6 +140,22 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
     assert any(r["level"] == "ERROR" and "--replace" in r["message"] for r in logged)
 
 
+def _submit(tmp_path: Path, submit: list[str], *args: str, command: tuple[str, ...] = ()
+            ) -> subprocess.CompletedProcess[str]:
+    """spark-submit of the job file with pip's pyspark (``JAR``: the Iceberg runtime jar, ``LOG4J_JSON``: the
+    job's JSON log4j config): ``command``, the config, the warehouse, then ``args``."""
+    from summary_pipeline.spark import iceberg_jar, log4j_config
+
+    spark_home = Path(pyspark.__file__).parent
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    named = {"JAR": str(iceberg_jar()), "LOG4J_JSON": f"-Dlog4j2.configurationFile={log4j_config('json')}"}
+    return subprocess.run([str(spark_home / "bin" / "spark-submit"), "--master", "local[1]",
+                           *(named.get(part, part) for part in submit), str(ROOT / "jobs" / "summary_pipeline.py"),
+                           *command, "--config", str(REFERENCE_CONFIG), "--warehouse", str(tmp_path / "wh"), *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.parametrize(("submit", "message"), [
@@ -148,17 +164,29 @@ def test_demo_then_initial_refusal_end_to_end(tmp_path: Path) -> None:
 ])
 def test_a_submit_without_iceberg_says_which_options_to_add(tmp_path: Path, submit: list[str], message: str
                                                             ) -> None:
-    from summary_pipeline.spark import iceberg_jar
-
-    spark_home = Path(pyspark.__file__).parent
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
-           "PYSPARK_DRIVER_PYTHON": sys.executable}
-    submit = [str(iceberg_jar()) if part == "JAR" else part for part in submit]
-    done = subprocess.run([str(spark_home / "bin" / "spark-submit"), "--master", "local[1]", *submit,
-                           str(ROOT / "jobs" / "summary_pipeline.py"), "--config", str(REFERENCE_CONFIG),
-                           "--warehouse", str(tmp_path / "wh")],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    done = _submit(tmp_path, submit)
     said = done.stdout + done.stderr  # spark-submit merges the Python process's stderr into its stdout
     assert done.returncode == 1
     assert message in said and "spark.sql.extensions=org.apache.iceberg" in said
     assert "Traceback" not in said
+
+
+_WITH_ICEBERG = ["--jars", "JAR", "--conf", "spark.sql.extensions=org.apache.iceberg.spark.extensions."
+                 "IcebergSparkSessionExtensions"]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_submit_is_quiet_by_default_verbose_on_asking_and_all_json_with_the_json_log4j(tmp_path: Path) -> None:
+    quiet = _submit(tmp_path, _WITH_ICEBERG, command=("runs",))
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert " INFO " not in quiet.stdout + quiet.stderr  # the cluster's log4j logs INFO: the job's replaced it
+    assert "Next incremental run reads versions after: (none: run initial)" in quiet.stdout
+    verbose = _submit(tmp_path, _WITH_ICEBERG, "--verbose", command=("runs",))
+    assert " INFO SparkContext: Running Spark version" in verbose.stderr
+    # The job's JSON log4j config at submit: every line, the ones Spark logs before Python starts included.
+    logged = _submit(tmp_path, [*_WITH_ICEBERG, "--driver-java-options", "LOG4J_JSON"], "--log-format", "json",
+                     "--output", "json", "--verbose", command=("runs",))
+    records = [json.loads(line) for line in (logged.stdout + logged.stderr).splitlines()]
+    assert logged.returncode == 0 and [r["watermark"] for r in records if "watermark" in r] == [None]
+    assert any(r.get("logger") == "org.apache.spark.SparkContext" for r in records)

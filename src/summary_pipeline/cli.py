@@ -183,6 +183,7 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds")
+        when = when.removesuffix("+00:00") + "Z"  # as Spark's JSON lines (log4j2-json.properties) write UTC
         data = {"time": when, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
@@ -232,7 +233,10 @@ def _session(console: Console, cfg: PipelineConfig, warehouse: str | None,
     a machine then saves the JVM's class archive: :mod:`summary_pipeline.jvm_cache`)."""
     from summary_pipeline.spark import build_session, stop
 
-    spark = build_session(cfg, warehouse=warehouse, extra=extra, class_archive=True)
+    verbose = log.isEnabledFor(logging.DEBUG)  # --verbose (_setup_logging)
+    logs = ("json" if console.json_logs else "quiet") + ("-verbose" if verbose else "")
+    spark = build_session(cfg, warehouse=warehouse, extra=extra, class_archive=True,
+                          logs={"quiet-verbose": "verbose"}.get(logs, logs))
     try:
         with interrupts.watching(spark):
             yield spark

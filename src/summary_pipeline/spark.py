@@ -34,8 +34,8 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.interrupts import jvm_ignores_sigterm
 
-__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "machine_memory", "stop", "under_spark_submit",
-           "warehouse_dir"]
+__all__ = ["LOGS", "build_session", "default_driver_memory", "iceberg_jar", "log4j_config", "machine_memory", "stop",
+           "under_spark_submit", "warehouse_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def build_session(
     extra: Mapping[str, str] | None = None,
     app_name: str = "summary-pipeline",
     class_archive: bool = False,
+    logs: str = "quiet",
 ) -> SparkSession:
     """Return the SparkSession to run on: the existing/cluster one, or a new embedded one.
 
@@ -179,6 +180,9 @@ def build_session(
         extra: more Spark settings, applied last.
         class_archive: an embedded JVM may write its class archive at exit (:mod:`summary_pipeline.jvm_cache`);
             the caller then ends the session with :func:`stop`. Any embedded JVM uses an archive that exists.
+        logs: what Spark's own log shows on stderr (:data:`LOGS`): ``quiet`` errors only, ``verbose`` from
+            INFO up, ``json`` errors only as JSON lines, ``json-verbose``. Under spark-submit the job's log4j
+            config replaces the cluster's for the driver before its SparkContext starts, except ``verbose``.
     """
     settings = dict(config.spark_settings()) if config else {}
     settings.update(extra or {})
@@ -187,6 +191,8 @@ def build_session(
 
     active = SparkSession.getActiveSession()
     if active is not None or under_spark_submit():
+        if active is None and logs != "verbose":
+            _log_like_the_cli(logs)
         spark = active or SparkSession.builder.appName(app_name).getOrCreate()
         _check_iceberg(spark)
         conf = dict(spark.sparkContext.getConf().getAll())
@@ -204,11 +210,11 @@ def build_session(
         return spark
 
     _ensure_java()
-    log4j = resources.files("summary_pipeline") / "log4j2.properties"
     jar = str(iceberg_jar())
     memory = settings.get("spark.driver.memory") or default_driver_memory(machine_memory())
     archive = jvm_cache.java_options([pyspark.__version__, jar, memory], write=class_archive)
-    java = f"-Dlog4j2.configurationFile=file:{log4j} -Duser.timezone=UTC -XX:-DontCompileHugeMethods"
+    java = (f"-Dlog4j2.configurationFile=file:{log4j_config(logs)} -D{_LEVEL}={_level(logs)} -Duser.timezone=UTC "
+            "-XX:-DontCompileHugeMethods")
     base = {
         "spark.jars": jar,
         "spark.sql.extensions": _EXTENSIONS,
@@ -236,10 +242,44 @@ def build_session(
             log.warning("the JVM did not start with the class archive %s; starting without it", archive.used)
             archive.used.unlink(missing_ok=True)
             spark = builder.config("spark.driver.extraJavaOptions", java).getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
     _prefer_hash_joins(spark)
     _remember_jvm_lookups(spark)
     return spark
+
+
+#: What ``build_session(logs=...)`` takes.
+LOGS = ("quiet", "verbose", "json", "json-verbose")
+#: The system property the log4j configs read their level from.
+_LEVEL = "summary-pipeline.log.level"
+
+
+def log4j_config(logs: str = "quiet") -> Path:
+    """The job's log4j config file for ``logs`` (:data:`LOGS`); a spark-submit can name it in
+    ``--driver-java-options "-Dlog4j2.configurationFile=..."`` so that the lines Spark logs before Python starts
+    follow it too."""
+    return Path(str(resources.files("summary_pipeline") / ("log4j2-json.properties" if logs.startswith("json")
+                                                             else "log4j2.properties")))
+
+
+def _level(logs: str) -> str:
+    return "info" if logs.endswith("verbose") else "error"
+
+
+def _log_like_the_cli(logs: str) -> None:
+    """Under spark-submit, before the SparkContext starts: replace the driver's log4j config (the cluster's,
+    which logs INFO) with the job's own, so the run's output is not lost in Spark's start-up lines. Lines the
+    JVM logged before Python started stay as they were (docs/operations.md, "Running on a cluster")."""
+    SparkContext._ensure_initialized()
+    jvm: Any = SparkContext._jvm
+    try:
+        jvm.java.lang.System.setProperty(_LEVEL, _level(logs))
+        # Spark's loggers live in the logging context of Spark's class loader; a context looked up from a Py4J
+        # call without naming the loader can be another one.
+        loader = jvm.java.lang.Class.forName("org.apache.spark.SparkContext").getClassLoader()
+        context = jvm.org.apache.logging.log4j.LogManager.getContext(loader, False)
+        context.setConfigLocation(jvm.java.net.URI(log4j_config(logs).as_uri()))
+    except Exception as err:  # a cluster on another logging backend keeps its own
+        log.warning("could not apply the job's log4j config (%s)", str(err).splitlines()[0])
 
 
 def stop(spark: SparkSession, say: Callable[[str], None] = log.info, *, keep_archive: bool = True) -> None:
