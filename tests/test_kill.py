@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,10 +65,10 @@ def _batch(i: int) -> list[dict[str, Any]]:
 _STDERR: dict[int, Path] = {}
 
 
-def _start(config: Path) -> subprocess.Popen[str]:
+def _start(config: Path, **env_extra: str) -> subprocess.Popen[str]:
     """The CLI's default command (incremental) in a new process (and process group, as a scheduler starts
     it); stderr goes to a file beside the config (a pipe nobody reads could fill up and stall the run)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
     path = config.with_suffix(f".{os.urandom(4).hex()}.err")
     with open(path, "w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "summary_pipeline", "--config", str(config)],
@@ -126,13 +127,17 @@ def test_ctrl_c_and_sigterm_undo_the_run_in_one_line_and_the_rerun_completes_it(
     # whole process group, as a scheduler sends it, while the run rebuilds and starts writing.
     for marker, sig, code in ((f"{cfg.destination_table}: ", signal.SIGINT, 130),
                               ("Rebuilding history arrays", signal.SIGTERM, 143)):
-        proc = _start(config)
+        proc = _start(config, SUMMARY_PIPELINE_PROGRESS_SECONDS="1")  # stderr is a file: plain progress lines
         _wait_for(proc, marker)
         (os.kill if sig == signal.SIGINT else os.killpg)(proc.pid, sig)
         proc.communicate(timeout=300)
-        err = _stderr(proc).strip()
+        lines = _stderr(proc).rstrip().splitlines()
+        ticks = [line for line in lines if re.match(r"  (\[[a-z ]+ \d+ s\]|Spark stage)", line)]
+        assert any(re.match(r"  \[(read|classify|rebuild) \d+ s\] Spark stage \d+: [\d,]+/[\d,]+ tasks", line)
+                   for line in ticks), lines
+        assert len(lines) == len(ticks) + 1, [line for line in lines if line not in ticks]  # no traceback, no log
+        err = lines[-1]
         assert proc.returncode == code, err
-        assert len(err.splitlines()) == 1, err  # one line: no traceback, no JVM log
         name = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM"
         assert err.startswith("interrupted: run ") and f"was stopped by {name}" in err, err
         assert err.endswith("Run the same command again to complete the work.") or "before it wrote" in err, err

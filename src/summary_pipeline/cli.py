@@ -231,16 +231,19 @@ def _session(console: Console, cfg: PipelineConfig, warehouse: str | None,
              extra: dict[str, str] | None = None) -> Iterator[Any]:
     """The command's Spark session, watched for Ctrl-C and SIGTERM, stopped at the end (the first command on
     a machine then saves the JVM's class archive: :mod:`summary_pipeline.jvm_cache`)."""
+    from summary_pipeline.progress import Ticker
     from summary_pipeline.spark import build_session, stop
 
     verbose = log.isEnabledFor(logging.DEBUG)  # --verbose (_setup_logging)
     logs = ("json" if console.json_logs else "quiet") + ("-verbose" if verbose else "")
     spark = build_session(cfg, warehouse=warehouse, extra=extra, class_archive=True,
                           logs={"quiet-verbose": "verbose"}.get(logs, logs))
+    ticker = Ticker(spark, sys.stderr, terminal=sys.stderr.isatty() and not console.json_logs, emit=console.tick)
     try:
-        with interrupts.watching(spark):
+        with interrupts.watching(spark), ticker as console.ticker:
             yield spark
     finally:
+        console.ticker = None
         stop(spark, console.note, keep_archive=interrupts.received() is None)  # stopped: no wait for the archive
 
 

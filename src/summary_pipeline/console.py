@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, TextIO
 
 from summary_pipeline.result import RunResult
@@ -17,6 +18,7 @@ from summary_pipeline.result import RunResult
 if TYPE_CHECKING:
     from summary_pipeline.ops.inspect_account import AccountView
     from summary_pipeline.ops.validate import Validation
+    from summary_pipeline.progress import Ticker
     from summary_pipeline.tools.benchmark import Report
 
 __all__ = ["Console"]
@@ -61,13 +63,23 @@ class Console:
         self.json_logs = json_logs
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        #: Spark's progress on stderr while a command runs (the CLI sets it): output lines clear it first.
+        self.ticker: Ticker | None = None
 
     def _print(self, text: str = "") -> None:
+        with self.ticker.printing() if self.ticker else nullcontext():
+            if self.json_logs:
+                if text.strip() and set(text.strip()) != {"="}:
+                    _progress.info(text.strip())
+            elif not self.json_output:
+                print(text, file=self.out, flush=True)
+
+    def tick(self, line: str) -> None:
+        """A plain progress line while Spark works (:class:`~summary_pipeline.progress.Ticker`), on stderr."""
         if self.json_logs:
-            if text.strip() and set(text.strip()) != {"="}:
-                _progress.info(text.strip())
-        elif not self.json_output:
-            print(text, file=self.out, flush=True)
+            _progress.info(line)
+        else:
+            print(f"  {line}", file=self.err, flush=True)
 
     def progress(self, line: str) -> None:
         """One progress line of a run (the runner's :data:`~summary_pipeline.runner.Progress`)."""
@@ -76,10 +88,11 @@ class Console:
     def note(self, line: str) -> None:
         """A line about the tool rather than the command's work, on stderr (so stdout stays the same from one
         run of a command to the next)."""
-        if self.json_logs:
-            _progress.info(line)
-        else:
-            print(line, file=self.err, flush=True)
+        with self.ticker.printing() if self.ticker else nullcontext():
+            if self.json_logs:
+                _progress.info(line)
+            else:
+                print(line, file=self.err, flush=True)
 
     def banner(self, mode: str, dry_run: bool = False) -> None:
         """The seed's banner for a run."""

@@ -51,6 +51,7 @@ from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.plan import make_plan, materialize, read_older, read_state
 from summary_pipeline.preflight import check_against_source, read_source
+from summary_pipeline.progress import phase
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.store.ledger import committed_watermark, ledger_rows
 from summary_pipeline.store.protocol import RunGuard, StepHook
@@ -69,12 +70,14 @@ def _log_progress(line: str) -> None:
 
 
 @contextmanager
-def _timed(result: RunResult, phase: str) -> Iterator[None]:
+def _timed(result: RunResult, name: str) -> Iterator[None]:
+    """Time a phase of the run into ``result.timings`` (and name it for progress lines)."""
     start = time.monotonic()
     try:
-        yield
+        with phase(name.replace("_", " ")):
+            yield
     finally:
-        result.timings[phase] = round(time.monotonic() - start, 3)
+        result.timings[name] = round(time.monotonic() - start, 3)
 
 
 def read_watermark(spark: SparkSession, cfg: PipelineConfig,
@@ -330,9 +333,11 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
     elif options.mode == "initial":
         say(f"Building from every version in {cfg.source_table}")
     began = time.monotonic()
-    prepared = materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
+    with phase("read"):
+        prepared = materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
     try:
-        read_max = _count_read(prepared, result)
+        with phase("read"):
+            read_max = _count_read(prepared, result)
         result.timings["read"] = round(time.monotonic() - began, 3)
         result.watermark_committed = next_watermark(options, watermark, read_max)
         if result.source_rows == 0 and options.mode != "initial":

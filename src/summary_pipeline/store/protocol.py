@@ -48,6 +48,7 @@ from summary_pipeline.errors import (
     describe,
     is_commit_conflict,
 )
+from summary_pipeline.progress import phase
 from summary_pipeline.result import RunResult
 from summary_pipeline.store.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record
 from summary_pipeline.store.lock import RunLock
@@ -102,6 +103,10 @@ class RunGuard:
     # ----- entering: lock and recovery ----------------------------------------------------------------------
 
     def __enter__(self) -> RunGuard:
+        with phase("lock and recovery"):
+            return self._enter()
+
+    def _enter(self) -> RunGuard:
         began = time.monotonic()
         ensure_ledger(self.spark, self.cfg.ledger_table)
         taken = self.lock.acquire()
@@ -259,7 +264,8 @@ class RunGuard:
         signum = err.signum if isinstance(err, interrupts.Interrupted) else interrupts.received()
         try:
             if self.going:
-                self._fail(err, signum)
+                with phase("undo"):
+                    self._fail(err, signum)
         finally:
             self._release_after(err)
         if signum is not None:

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.console import Console
+from summary_pipeline.progress import phase
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import read_watermark, run
 from summary_pipeline.store.tables import is_empty
@@ -48,10 +49,11 @@ def demo_warehouse(path: Path) -> str:
 def generate_source(spark: SparkSession, cfg: PipelineConfig, *, accounts: int, start_month: str,
                     end_month: str, seed: int) -> int:
     """Create the source table when missing and append synthetic versions; returns how many."""
-    create_source_table(spark, cfg.source_table)
-    versions = generate_versions(spark, accounts=accounts, start_month=start_month, end_month=end_month,
-                                 seed=seed)
-    return append_source(versions, cfg.source_table)
+    with phase("generate"):
+        create_source_table(spark, cfg.source_table)
+        versions = generate_versions(spark, accounts=accounts, start_month=start_month, end_month=end_month,
+                                     seed=seed)
+        return append_source(versions, cfg.source_table)
 
 
 def _checklist(spark: SparkSession, cfg: PipelineConfig, console: Console) -> None:
@@ -79,6 +81,8 @@ def run_demo(spark: SparkSession, cfg: PipelineConfig, console: Console, *, acco
              end_month: str, seed: int, config_name: str = "config") -> None:
     """Fill an empty source with synthetic data, rebuild both tables from it, and show the result."""
     if is_empty(spark, cfg.source_table):
+        console.progress(f"Generating synthetic source versions for {accounts:,} accounts, {start_month} to "
+                         f"{end_month}...")
         n = generate_source(spark, cfg, accounts=accounts, start_month=start_month, end_month=end_month,
                             seed=seed)
         console.progress(f"Generated {n:,} source versions for {accounts:,} accounts, "
