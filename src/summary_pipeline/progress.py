@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -124,7 +125,4 @@ class Ticker:
 
 
 def _width() -> int:
-    try:
-        return max(20, os.get_terminal_size(2).columns - 1)
-    except OSError:
-        return 79
+    return max(20, shutil.get_terminal_size().columns - 1)

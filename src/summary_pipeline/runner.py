@@ -332,13 +332,11 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         say(f"Processing new data since: {watermark:%Y-%m-%d %H:%M:%S}")
     elif options.mode == "initial":
         say(f"Building from every version in {cfg.source_table}")
-    began = time.monotonic()
-    with phase("read"):
-        prepared = materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
+    prepared: DataFrame | None = None
     try:
-        with phase("read"):
+        with _timed(result, "read"):
+            prepared = materialize(prepare(select_batch(source, cfg, options, watermark), cfg))
             read_max = _count_read(prepared, result)
-        result.timings["read"] = round(time.monotonic() - began, 3)
         result.watermark_committed = next_watermark(options, watermark, read_max)
         if result.source_rows == 0 and options.mode != "initial":
             say("No new records to process")
@@ -379,6 +377,7 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         _write(spark, cfg, options, computed, result, guard, say)
     finally:
         try:
-            prepared.unpersist()
+            if prepared is not None:
+                prepared.unpersist()
         except Exception as err:  # Spark stopped under the run: the error that stopped it is the one to report
             log.debug("could not unpersist the batch: %s", err)

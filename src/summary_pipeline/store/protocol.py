@@ -226,6 +226,10 @@ class RunGuard:
 
     def succeed(self, finished: dt.datetime) -> None:
         """The commit point: record the run succeeded, with the snapshots after it."""
+        with phase("record"):
+            self._succeed(finished)
+
+    def _succeed(self, finished: dt.datetime) -> None:
         self.lock.check()
         self._finishing.enter_context(interrupts.committed())
         self.result.status = "succeeded"
