@@ -62,6 +62,16 @@ def test_the_archive_takes_its_name_only_after_a_clean_exit(cache: Path, code: i
     assert said == [f"Saving the JVM's class archive, once, so that later commands start faster: {archive}"]
 
 
+def test_a_command_stopped_by_a_signal_ends_the_writer_and_keeps_nothing(cache: Path) -> None:
+    jvm_cache.java_options(["a"], write=True)
+    assert jvm_cache._pending is not None
+    written, archive = jvm_cache._pending
+    said: list[str] = []
+    writer = _exits_after_writing(written, 0)
+    jvm_cache.finish(writer, said.append, keep=False)
+    assert writer.returncode is not None and not archive.exists() and not written.exists() and said == []
+
+
 def test_a_dead_writers_leftover_goes_and_a_live_ones_stays(cache: Path) -> None:
     cache.mkdir()
     jvm_cache.java_options(["a"], write=True)

@@ -239,12 +239,16 @@ def _session(console: Console, cfg: PipelineConfig, warehouse: str | None,
     spark = build_session(cfg, warehouse=warehouse, extra=extra, class_archive=True,
                           logs={"quiet-verbose": "verbose"}.get(logs, logs))
     ticker = Ticker(spark, sys.stderr, terminal=sys.stderr.isatty() and not console.json_logs, emit=console.tick)
+    signum: int | None = None
     try:
         with interrupts.watching(spark), ticker as console.ticker:
-            yield spark
+            try:
+                yield spark
+            finally:
+                signum = interrupts.received()  # while watching: the watch forgets it when it ends
     finally:
         console.ticker = None
-        stop(spark, console.note, keep_archive=interrupts.received() is None)  # stopped: no wait for the archive
+        stop(spark, console.note, keep_archive=signum is None)  # a command stopped by a signal does not wait
 
 
 def _run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunOptions:

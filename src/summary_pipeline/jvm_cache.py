@@ -93,22 +93,28 @@ def java_options(parts: list[str], *, write: bool) -> Archive:
     return Archive(f"-XX:ArchiveClassesAtExit={_pending[0]} {_QUIET}")
 
 
-def finish(process: subprocess.Popen[bytes] | None, say: Callable[[str], None]) -> None:
+def finish(process: subprocess.Popen[bytes] | None, say: Callable[[str], None], *, keep: bool = True) -> None:
     """After the session stopped: if this process's JVM is writing the archive, let it exit (its stdin
-    closing ends PySpark's gateway), wait, and move the archive into place when the JVM exited cleanly."""
+    closing ends PySpark's gateway), wait, and move the archive into place when the JVM exited cleanly.
+
+    Without ``keep`` (a command a signal stopped) the JVM is ended at once instead: writing the archive would
+    hold the exit up (Python waits for its JVM), and the next command writes it."""
     global _pending
     if _pending is None or process is None:
         return
     written, archive = _pending
     _pending = None
-    say(f"Saving the JVM's class archive, once, so that later commands start faster: {archive}")
+    if keep:
+        say(f"Saving the JVM's class archive, once, so that later commands start faster: {archive}")
     try:
-        if process.stdin is not None:
+        if not keep:
+            process.kill()
+        elif process.stdin is not None:
             process.stdin.close()
         code = process.wait(timeout=300)
     except (OSError, subprocess.TimeoutExpired):
         code = -1
-    if code == 0 and written.is_file() and written.stat().st_size > 0:
+    if keep and code == 0 and written.is_file() and written.stat().st_size > 0:
         os.replace(written, archive)
     else:
         written.unlink(missing_ok=True)

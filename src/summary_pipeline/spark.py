@@ -283,10 +283,10 @@ def _log_like_the_cli(logs: str) -> None:
 
 
 def stop(spark: SparkSession, say: Callable[[str], None] = log.info, *, keep_archive: bool = True) -> None:
-    """Stop the session; if its JVM writes the class archive, wait for that (:mod:`summary_pipeline.jvm_cache`)
-    unless told not to keep it."""
+    """Stop the session; if its JVM writes the class archive, wait for that (:mod:`summary_pipeline.jvm_cache`),
+    or, told not to keep it, end the JVM at once."""
     spark.stop()
-    jvm_cache.finish(getattr(SparkContext._gateway, "proc", None) if keep_archive else None, say)
+    jvm_cache.finish(getattr(SparkContext._gateway, "proc", None), say, keep=keep_archive)
 
 
 #: The submit options that bring Iceberg to a spark-submit, for messages.
