@@ -182,6 +182,7 @@ def test_a_submit_is_quiet_by_default_verbose_on_asking_and_all_json_with_the_js
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert " INFO " not in quiet.stdout + quiet.stderr  # the cluster's log4j logs INFO: the job's replaced it
     assert "Next incremental run reads versions after: (none: run initial)" in quiet.stdout
+    assert not (tmp_path / "spark-warehouse").exists()  # nothing stray in the working directory
     verbose = _submit(tmp_path, _WITH_ICEBERG, "--verbose", command=("runs",))
     assert " INFO SparkContext: Running Spark version" in verbose.stderr
     # The job's JSON log4j config at submit: every line, the ones Spark logs before Python starts included.

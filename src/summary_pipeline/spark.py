@@ -26,7 +26,7 @@ from typing import Any
 
 import pyspark
 from py4j.java_gateway import JavaClass, JavaMember, JVMView
-from pyspark import SparkContext
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from summary_pipeline import jvm_cache
@@ -193,7 +193,7 @@ def build_session(
     if active is not None or under_spark_submit():
         if active is None and logs != "verbose":
             _log_like_the_cli(logs)
-        spark = active or SparkSession.builder.appName(app_name).getOrCreate()
+        spark = active or _submitted_session(app_name)
         _check_iceberg(spark)
         conf = dict(spark.sparkContext.getConf().getAll())
         if not any(k.startswith("spark.sql.catalog.") for k in conf):
@@ -224,7 +224,7 @@ def build_session(
         "spark.ui.showConsoleProgress": "false",
         # Spark's own session catalog (unused: the tables are Iceberg's) would make ./spark-warehouse in the
         # user's working directory; its directory goes to the system's temporary one instead.
-        "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "summary-pipeline-session-catalog"),
+        "spark.sql.warehouse.dir": _SESSION_CATALOG_DIR,
         "spark.sql.adaptive.enabled": "true",
         "spark.driver.memory": memory,
         **_embedded_catalog(catalog, where),
@@ -245,6 +245,22 @@ def build_session(
     _prefer_hash_joins(spark)
     _remember_jvm_lookups(spark)
     return spark
+
+
+#: Where Spark's own session catalog (unused: the tables are Iceberg's) keeps its directory when nothing else
+#: says: the system's temporary directory, not ./spark-warehouse in the user's working directory.
+_SESSION_CATALOG_DIR = str(Path(tempfile.gettempdir()) / "summary-pipeline-session-catalog")
+
+
+def _submitted_session(app_name: str) -> SparkSession:
+    """The session of a spark-submit. Unless the submit gives Spark's session catalog a place (a Hive or Glue
+    metastore, as on EMR, or a warehouse directory), its directory goes where the embedded one's does."""
+    conf = SparkConf()
+    builder = SparkSession.builder.appName(app_name)
+    if conf.get("spark.sql.catalogImplementation", "in-memory") != "hive" and not conf.contains(
+            "spark.sql.warehouse.dir"):
+        builder = builder.config("spark.sql.warehouse.dir", _SESSION_CATALOG_DIR)
+    return builder.getOrCreate()
 
 
 #: What ``build_session(logs=...)`` takes.
