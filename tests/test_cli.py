@@ -149,7 +149,7 @@ def _submit(tmp_path: Path, submit: list[str], *args: str, command: tuple[str, .
     spark_home = Path(pyspark.__file__).parent
     env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
            "PYSPARK_DRIVER_PYTHON": sys.executable}
-    named = {"JAR": str(iceberg_jar()), "LOG4J_JSON": f"-Dlog4j2.configurationFile={log4j_config('json')}"}
+    named = {"JAR": str(iceberg_jar()), "LOG4J_JSON": f"-Dlog4j2.configurationFile={log4j_config(json_lines=True)}"}
     return subprocess.run([str(spark_home / "bin" / "spark-submit"), "--master", "local[1]",
                            *(named.get(part, part) for part in submit), str(ROOT / "jobs" / "summary_pipeline.py"),
                            *command, "--config", str(REFERENCE_CONFIG), "--warehouse", str(tmp_path / "wh"), *args],

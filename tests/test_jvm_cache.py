@@ -13,6 +13,9 @@ import pytest
 from factories import reference_raw
 from summary_pipeline import jvm_cache
 
+#: Stands for the java binary: the key reads its real path and modification time.
+JAVA = Path(sys.executable)
+
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -23,26 +26,26 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_without_an_archive_only_a_writer_asks_the_jvm_for_one(cache: Path) -> None:
-    assert jvm_cache.java_options(["a"], write=False) == jvm_cache.Archive()
-    asked = jvm_cache.java_options(["a"], write=True)
+    assert jvm_cache.java_options(JAVA, ["a"], write=False) == jvm_cache.Archive()
+    asked = jvm_cache.java_options(JAVA, ["a"], write=True)
     assert asked.used is None and f"-XX:ArchiveClassesAtExit={cache}/classes-" in asked.options
     assert f".{os.getpid()}.tmp" in asked.options and "-Xlog:cds=off" in asked.options
 
 
 def test_an_archive_in_place_is_used_and_other_parts_make_another(cache: Path) -> None:
-    jvm_cache.java_options(["a"], write=True)
+    jvm_cache.java_options(JAVA, ["a"], write=True)
     assert jvm_cache._pending is not None
     archive = jvm_cache._pending[1]
     archive.write_bytes(b"classes")
-    used = jvm_cache.java_options(["a"], write=True)
+    used = jvm_cache.java_options(JAVA, ["a"], write=True)
     assert used == jvm_cache.Archive(f"-XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off",
                                      archive)
-    assert jvm_cache.java_options(["b"], write=False).used is None
+    assert jvm_cache.java_options(JAVA, ["b"], write=False).used is None
 
 
 def test_off_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUMMARY_PIPELINE_CACHE", "off")
-    assert jvm_cache.java_options(["a"], write=True) == jvm_cache.Archive()
+    assert jvm_cache.java_options(JAVA, ["a"], write=True) == jvm_cache.Archive()
 
 
 def _exits_after_writing(path: Path, code: int) -> subprocess.Popen[bytes]:
@@ -53,7 +56,7 @@ def _exits_after_writing(path: Path, code: int) -> subprocess.Popen[bytes]:
 
 @pytest.mark.parametrize("code", [0, 1])
 def test_the_archive_takes_its_name_only_after_a_clean_exit(cache: Path, code: int) -> None:
-    jvm_cache.java_options(["a"], write=True)
+    jvm_cache.java_options(JAVA, ["a"], write=True)
     assert jvm_cache._pending is not None
     written, archive = jvm_cache._pending
     said: list[str] = []
@@ -63,7 +66,7 @@ def test_the_archive_takes_its_name_only_after_a_clean_exit(cache: Path, code: i
 
 
 def test_a_command_stopped_by_a_signal_ends_the_writer_and_keeps_nothing(cache: Path) -> None:
-    jvm_cache.java_options(["a"], write=True)
+    jvm_cache.java_options(JAVA, ["a"], write=True)
     assert jvm_cache._pending is not None
     written, archive = jvm_cache._pending
     said: list[str] = []
@@ -74,14 +77,14 @@ def test_a_command_stopped_by_a_signal_ends_the_writer_and_keeps_nothing(cache: 
 
 def test_a_dead_writers_leftover_goes_and_a_live_ones_stays(cache: Path) -> None:
     cache.mkdir()
-    jvm_cache.java_options(["a"], write=True)
+    jvm_cache.java_options(JAVA, ["a"], write=True)
     assert jvm_cache._pending is not None
     stem = jvm_cache._pending[1].stem
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
     (cache / f"{stem}.{dead}.tmp").write_text("half")
     (cache / f"{stem}.1.tmp").write_text("pid 1 is alive")
-    jvm_cache.java_options(["a"], write=True)
+    jvm_cache.java_options(JAVA, ["a"], write=True)
     assert not (cache / f"{stem}.{dead}.tmp").exists() and (cache / f"{stem}.1.tmp").exists()
 
 

@@ -234,10 +234,8 @@ def _session(console: Console, cfg: PipelineConfig, warehouse: str | None,
     from summary_pipeline.progress import Ticker
     from summary_pipeline.spark import build_session, stop
 
-    verbose = log.isEnabledFor(logging.DEBUG)  # --verbose (_setup_logging)
-    logs = ("json" if console.json_logs else "quiet") + ("-verbose" if verbose else "")
     spark = build_session(cfg, warehouse=warehouse, extra=extra, class_archive=True,
-                          logs={"quiet-verbose": "verbose"}.get(logs, logs))
+                          verbose=log.isEnabledFor(logging.DEBUG), json_logs=console.json_logs)  # --verbose
     ticker = Ticker(spark, sys.stderr, terminal=sys.stderr.isatty() and not console.json_logs, emit=console.tick)
     signum: int | None = None
     try:

@@ -76,10 +76,7 @@ class Console:
 
     def tick(self, line: str) -> None:
         """A plain progress line while Spark works (:class:`~summary_pipeline.progress.Ticker`), on stderr."""
-        if self.json_logs:
-            _progress.info(line)
-        else:
-            print(f"  {line}", file=self.err, flush=True)
+        self.note(line if self.json_logs else f"  {line}")
 
     def progress(self, line: str) -> None:
         """One progress line of a run (the runner's :data:`~summary_pipeline.runner.Progress`)."""

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from summary_pipeline.store.lock import process_alive
 
 __all__ = ["Archive", "cache_dir", "finish", "java_options"]
 
@@ -43,23 +44,9 @@ def cache_dir() -> Path | None:
     return Path(base) / "summary-pipeline"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _key(parts: list[str]) -> str:
-    java = shutil.which("java", path=str(Path(os.environ["JAVA_HOME"]) / "bin")) if os.environ.get("JAVA_HOME") \
-        else shutil.which("java")
-    if java:
-        real = Path(java).resolve()
-        parts = [*parts, str(real), str(real.stat().st_mtime_ns)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+def _key(java: Path, parts: list[str]) -> str:
+    real = java.resolve()
+    return hashlib.sha256("\n".join([str(real), str(real.stat().st_mtime_ns), *parts]).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -70,14 +57,14 @@ class Archive:
     used: Path | None = None
 
 
-def java_options(parts: list[str], *, write: bool) -> Archive:
-    """The JVM options that use the archive made from ``parts`` (what the JVM's classes depend on), or, when
-    there is none and ``write``, that write it at exit (the caller then calls :func:`finish`)."""
+def java_options(java: Path, parts: list[str], *, write: bool) -> Archive:
+    """The JVM options that use the archive ``java`` made with ``parts`` (what else the JVM's classes depend
+    on), or, when there is none and ``write``, that write it at exit (the caller then calls :func:`finish`)."""
     global _pending
     where = cache_dir()
     if where is None:
         return Archive()
-    archive = where / f"classes-{_key(parts)}.jsa"
+    archive = where / f"classes-{_key(java, parts)}.jsa"
     if archive.is_file():
         return Archive(f"-XX:SharedArchiveFile={archive} {_QUIET}", archive)
     if not write:
@@ -87,7 +74,7 @@ def java_options(parts: list[str], *, write: bool) -> Archive:
     except OSError:
         return Archive()  # a read-only home: run without the archive
     for stale in where.glob(f"{archive.stem}.*.tmp"):  # left by a run killed before its JVM finished it
-        if not _alive(int(stale.suffixes[-2][1:])):
+        if not process_alive(int(stale.suffixes[-2][1:])):
             stale.unlink(missing_ok=True)
     _pending = (where / f"{archive.stem}.{os.getpid()}.tmp", archive)
     return Archive(f"-XX:ArchiveClassesAtExit={_pending[0]} {_QUIET}")

