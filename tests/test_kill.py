@@ -2,9 +2,9 @@
 Ctrl-C / SIGTERM (a run stops at a safe point, undoes itself and says so in one line).
 
 The CLI runs in subprocesses on the test session's own warehouse (distinct namespaces), so the test reads
-what they wrote by table name. Kill points are found from the run's own progress lines: right after summary's
-commit (latest_summary's MERGE is under way) and right after latest_summary's (the deletes table and the
-ledger are under way). A kill before any commit is test_crash's (in-process, at every step); each real process
+what they wrote by table name. Kill points are found from the run's own progress lines (right after summary's
+staged commit: latest_summary's MERGE is under way) or from a pause the test adds at a step (between the
+publish's two fast-forwards). A kill before any commit is test_crash's (in-process, at every step); each real process
 costs CI about 30 s.
 """
 
@@ -31,6 +31,7 @@ from summary_pipeline.runner import run
 from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.lock import read_owner
 from summary_pipeline.store.protocol import data_tables
+from summary_pipeline.store.refs import refs
 from summary_pipeline.store.snapshots import state
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -65,13 +66,32 @@ def _batch(i: int) -> list[dict[str, Any]]:
 _STDERR: dict[int, Path] = {}
 
 
-def _start(config: Path, **env_extra: str) -> subprocess.Popen[str]:
+#: The CLI, pausing at one step of the run (its name in argv[1]) after printing "paused at <step>": the test's
+#: way to kill a real process at an exact point, here between two fast-forwards of the publish.
+_PAUSING = """
+import sys, time
+from summary_pipeline import cli
+from summary_pipeline.store import protocol
+step, at = protocol.RunGuard.step, sys.argv.pop(1)
+def pausing(self, name):
+    step(self, name)
+    if name == at:
+        print(f"paused at {name}", flush=True)
+        time.sleep(600)
+protocol.RunGuard.step = pausing
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _start(config: Path, pause_at: str | None = None, **env_extra: str) -> subprocess.Popen[str]:
     """The CLI's default command (incremental) in a new process (and process group, as a scheduler starts
-    it); stderr goes to a file beside the config (a pipe nobody reads could fill up and stall the run)."""
+    it), pausing at step ``pause_at``; stderr goes to a file beside the config (a pipe nobody reads could fill
+    up and stall the run)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
     path = config.with_suffix(f".{os.urandom(4).hex()}.err")
+    command = ["-c", _PAUSING, pause_at] if pause_at else ["-m", "summary_pipeline"]
     with open(path, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "summary_pipeline", "--config", str(config)],
+        proc = subprocess.Popen([sys.executable, *command, "--config", str(config)],
                                 stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
                                 start_new_session=True)
     _STDERR[proc.pid] = path
@@ -96,16 +116,21 @@ def _wait_for(proc: subprocess.Popen[str], marker: str) -> list[str]:
 
 def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkSession, tmp_path: Path) -> None:
     cfg, config, versions = _setup(spark, tmp_path)
-    markers = [f"{cfg.destination_table}: ", f"{cfg.latest_history_table}: "]
-    for i, marker in enumerate(markers):
+    before = {t: state(spark, t) for t in data_tables(cfg)}
+    # Right after summary's staged commit (latest_summary's is under way), then between the publish's two
+    # fast-forwards: summary's main has moved, latest_summary's has not.
+    for i, (marker, pause_at) in enumerate(((f"{cfg.destination_table}: ", None),
+                                            ("paused at published_summary", "published_summary"))):
         load_source(spark, cfg, _batch(i))
         versions += _batch(i)
-        proc = _start(config)
+        proc = _start(config, pause_at)
         _wait_for(proc, marker)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         owner = read_owner(spark, cfg.ledger_table)
         assert owner is not None and owner.pid == proc.pid  # the lock outlives its holder
+        moved = {t for t in data_tables(cfg) if state(spark, t) != before[t]} - {cfg.changes_table}  # made on use
+        assert moved == (set() if pause_at is None else {cfg.destination_table}), moved
     rerun = _start(config)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, _stderr(rerun)
@@ -115,6 +140,7 @@ def test_sigkill_at_several_points_then_the_plain_rerun_repairs_it(spark: SparkS
     statuses = [r["status"] for r in ledger_rows(spark, cfg.ledger_table)]
     assert statuses == ["succeeded", "failed", "failed", "succeeded"]
     assert read_owner(spark, cfg.ledger_table) is None
+    assert not [r for t in data_tables(cfg) for r in refs(spark, t) if r.startswith("sp_run_")]
 
 
 def test_ctrl_c_and_sigterm_undo_the_run_in_one_line_and_the_rerun_completes_it(
@@ -141,8 +167,8 @@ def test_ctrl_c_and_sigterm_undo_the_run_in_one_line_and_the_rerun_completes_it(
         name = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM"
         assert err.startswith("interrupted: run ") and f"was stopped by {name}" in err, err
         assert err.endswith("Run the same command again to complete the work.") or "before it wrote" in err, err
-        if sig == signal.SIGINT:
-            assert f"and undone ({cfg.destination_table}: back to snapshot {before[cfg.destination_table]})" in err
+        if sig == signal.SIGINT:  # its commits were on its branches: main never moved
+            assert "and undone (nothing had been published yet)" in err, err
         assert {t: state(spark, t) for t in data_tables(cfg)} == before
         row = ledger_rows(spark, cfg.ledger_table)[-1]
         assert (row["status"], row["error"]) == ("interrupted", f"interrupted by {name}")

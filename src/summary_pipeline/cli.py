@@ -7,6 +7,7 @@ Two forms, as the seed shows::
     summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
     summary-pipeline validate --config summary_config.json [--sample 0.01]      # check the tables
     summary-pipeline inspect --config summary_config.json --account 42          # one account, month by month
+    summary-pipeline changes --config summary_config.json --run-id ID          # the keys a run changed
     summary-pipeline source-ddl --config summary_config.json                   # the source's CREATE TABLE
     summary-pipeline benchmark --config summary_config.json --profile small    # measured cost and ratios
 
@@ -51,6 +52,7 @@ COMMANDS = {
     "maintain": "compact what runs wrote and expire snapshots no kept run's rollback needs",
     "validate": "check the tables against the production checklist and the invariant (exit 1 on a violation)",
     "inspect": "show one account month by month: values, flags, base_ts, grids, history",
+    "changes": "list the keys a run changed (inserted, updated, tombstoned, latest moved), for downstream",
     "source-ddl": "print the source table's reference CREATE TABLE, named as the config names it",
     "generate": "append reproducible synthetic versions to the source table",
     "demo": "generate synthetic data, build the tables and show them",
@@ -101,6 +103,9 @@ def _run_parser() -> argparse.ArgumentParser:
                         help="read, classify and print the plan; write nothing (default: off)")
     parser.add_argument("--replace", action="store_true",
                         help="let initial replace summary tables that already hold data (default: off)")
+    parser.add_argument("--no-audit", action="store_true",
+                        help="publish the run's writes without auditing them first (default: audit, unless the "
+                        "config's audit is false)")
     parser.add_argument("--metrics-file",
                         help="also write the run's figures (the ledger row's) to this JSON file (default: none)")
     parser.add_argument("--version", action="version", version=f"summary-pipeline {__version__}")
@@ -169,12 +174,33 @@ def _validate_parser() -> argparse.ArgumentParser:
                         help="check this fraction of accounts (whole accounts, by key hash), e.g. 0.01 (default: every "
                         "account)")
     parser.add_argument("--examples", type=int, default=5, help="offending keys shown per check (default 5)")
+    _as_of_option(parser)
     return parser
+
+
+def _as_of_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", metavar="REF",
+                        help="read the tables as they were: a run id (what it published, or its staged writes if "
+                        "it never published), a tag (report-2026-01), a branch, or a timestamp (2026-01-31 "
+                        "18:00:00) (default: as they are now)")
 
 
 def _inspect_parser() -> argparse.ArgumentParser:
     parser = _parser("inspect")
     parser.add_argument("--account", required=True, help="the account key (required)")
+    _as_of_option(parser)
+    parser.add_argument("--run-id", help="read the tables as this run left them; for a run that did not publish "
+                        "(a failed audit), its staged writes (the same as --as-of RUN_ID)")
+    parser.add_argument("--branch", help="read this branch of the tables (the same as --as-of BRANCH)")
+    return parser
+
+
+def _changes_parser() -> argparse.ArgumentParser:
+    parser = _parser("changes")
+    parser.add_argument("--run-id", required=True, help="the run whose changes to show (required)")
+    parser.add_argument("--limit", type=int, default=20,
+                        help="text output: rows shown after the counts (default 20); --output json prints every "
+                        "row, one JSON object per line")
     return parser
 
 
@@ -255,7 +281,8 @@ def _run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> R
     from summary_pipeline.modes import usage_problem
 
     options = RunOptions(mode=args.mode, start_month=args.start_month, end_month=args.end_month,
-                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace)
+                         backfill_filter=args.backfill_filter, dry_run=args.dry_run, replace=args.replace,
+                         audit=False if args.no_audit else None)
     problem = usage_problem(options)
     if problem:
         parser.error(problem)
@@ -346,7 +373,9 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     cfg = load_config(args.config)
     console.banner("validate")
     with _session(console, cfg, args.warehouse) as spark:
-        report = validate(spark, cfg, args.sample, args.examples, console.progress, config_name=args.config)
+        as_of = _resolve(spark, cfg, args.as_of)
+        report = validate(spark, cfg, args.sample, args.examples, console.progress, config_name=args.config,
+                          as_of=as_of)
     console.validation(report)
     return 0 if report.ok else 1
 
@@ -362,9 +391,29 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     from summary_pipeline.ops.inspect_account import inspect_account
 
     cfg = load_config(args.config)
+    given = [r for r in (args.as_of, args.run_id, args.branch) if r]
+    if len(given) > 1:
+        command_parser("inspect").error("give one of --as-of, --run-id and --branch")
     with _session(console, cfg, args.warehouse) as spark:
-        view = inspect_account(spark, cfg, args.account, config_name=args.config)
+        view = inspect_account(spark, cfg, args.account, config_name=args.config,
+                               as_of=_resolve(spark, cfg, given[0] if given else None))
     console.account(view)
+    return 0
+
+
+def _resolve(spark: Any, cfg: PipelineConfig, reference: str | None) -> Any:
+    from summary_pipeline.store.as_of import resolve
+
+    return resolve(spark, cfg, reference) if reference else None
+
+
+def _cmd_changes(args: argparse.Namespace, console: Console) -> int:
+    from summary_pipeline.ops.changes import read_changes
+
+    cfg = load_config(args.config)
+    with _session(console, cfg, args.warehouse) as spark:
+        record = read_changes(spark, cfg, args.run_id, None if console.json_output else args.limit)
+    console.changes(record)
     return 0
 
 
@@ -378,6 +427,8 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         return _validate_parser()
     if command == "inspect":
         return _inspect_parser()
+    if command == "changes":
+        return _changes_parser()
     if command in ("generate", "demo"):
         return _generate_parser(command)
     if command == "source-ddl":
@@ -411,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_validate(args, console))
     if command == "inspect":
         return _handle(console, args.verbose, lambda: _cmd_inspect(args, console))
+    if command == "changes":
+        return _handle(console, args.verbose, lambda: _cmd_changes(args, console))
     if command == "source-ddl":
         return _handle(console, args.verbose, lambda: _cmd_source_ddl(args))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))

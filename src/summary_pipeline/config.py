@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -168,6 +170,29 @@ class Layout(_Model):
         }
 
 
+class Tags(_Model):
+    """Tags a successful run puts on the snapshots it published, so that a reported state stays readable
+    (``inspect --as-of``, ``VERSION AS OF``) and ``maintain`` never expires it (docs/operations.md)."""
+
+    #: Tag after each successful incremental, forward or initial run.
+    enabled: bool = True
+    #: The tag's name: ``{month}`` is the newest month the run wrote (YYYY-MM), ``{run_id}`` the run. A name
+    #: that exists already is left where it is: the first publication of a month is the one reported.
+    name: str = "report-{month}"
+    #: Iceberg removes the tag this many days after it was made (at ``maintain``); None keeps it.
+    retain_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        if not fields <= {"month", "run_id"} or not fields:
+            raise ValueError("use {month} and/or {run_id} and nothing else in braces, e.g. 'report-{month}'")
+        if not re.fullmatch(r"[A-Za-z0-9_.{}-]+", value):
+            raise ValueError("letters, digits, '_', '-' and '.' only")
+        return value
+
+
 class PipelineConfig(_Model):
     """Everything a run needs to know, validated once; see docs/config.md for each key."""
 
@@ -199,6 +224,10 @@ class PipelineConfig(_Model):
     max_rejected_fraction: float | None = Field(default=None, ge=0, le=1)
     lock_timeout: int = Field(default=600, ge=10)
     layout: Layout = Layout()
+    #: Check a run's staged writes before publishing them (``--no-audit`` turns it off for one run).
+    audit: bool = True
+    tags: Tags = Tags()
+    changes_table_name: TableName | None = Field(default=None, alias="changes_table")
     # Seed keys that configure nothing here (see IGNORED_SEED_KEYS).
     primary_date_column: str | None = None
     coalesce_exclusion_cols: Any = None
@@ -243,6 +272,11 @@ class PipelineConfig(_Model):
     def deletes_table(self) -> str:
         """Winning deletes kept in full so later runs can rank against them; ``<destination>_deletes``."""
         return self.deletes_table_name or f"{self.destination_table}_deletes"
+
+    @property
+    def changes_table(self) -> str:
+        """Which keys each run changed, for downstream readers; ``<destination>_changes``."""
+        return self.changes_table_name or f"{self.destination_table}_changes"
 
     @property
     def value_columns(self) -> tuple[str, ...]:

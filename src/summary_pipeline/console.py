@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from summary_pipeline.result import RunResult
 
 if TYPE_CHECKING:
+    from summary_pipeline.ops.changes import ChangeRecord
     from summary_pipeline.ops.inspect_account import AccountView
     from summary_pipeline.ops.validate import Validation
     from summary_pipeline.progress import Ticker
@@ -191,6 +192,8 @@ class Console:
             print(json.dumps(report.as_dict(), sort_keys=True), file=self.out, flush=True)
             return
         scope = f"a {report.sample:.1%} sample of accounts" if report.sample else "every account"
+        if report.as_of:
+            self._print(f"Checking the tables {report.as_of}")
         self._print(f"{report.summary_table}: {report.summary_rows:,} rows ({scope}), latest month "
                     f"{report.latest_month}, latest base_ts {report.latest_base_ts}")
         self._print(f"{report.latest_table}: {report.latest_rows:,} rows")
@@ -206,12 +209,30 @@ class Console:
         self._print(f"Validation failed: {', '.join(failed)}" if failed else "Validation passed: every check holds")
         self._print(RULE)
 
+    def changes(self, record: ChangeRecord) -> None:
+        """A run's change record: JSON lines, one per row; or its counts, then its first rows."""
+        if self.json_output:
+            for row in record.rows:
+                print(json.dumps(row, default=str, sort_keys=True), file=self.out, flush=True)
+            return
+        self._print(f"Run {record.run_id} ({record.mode}, {record.status}): {record.total:,} row(s) changed, "
+                    f"recorded in {record.table}" + (f"; {record.note}" if record.note else ""))
+        for name, count in sorted(record.counts.items()):
+            self._print(f"  {name}: {count:,}")
+        if record.rows:
+            self._print("")
+            shown = f"the first {len(record.rows):,}" if len(record.rows) < record.total else "every row"
+            self.table(f"Changed keys ({shown}; --output json prints them all)",
+                       [{k: v for k, v in row.items() if k != "run_id"} for row in record.rows])
+
     def account(self, view: AccountView) -> None:
         """One account: its summary months (newest first), then its latest row's history, month by month."""
         if self.json_output:
             print(json.dumps(view.as_dict(), default=str, sort_keys=True), file=self.out, flush=True)
             return
         span = f"{view.months[-1]['month']} to {view.months[0]['month']}" if view.months else "none"
+        if view.as_of:
+            self._print(f"Reading the tables {view.as_of}")
         self._print(f"Account {view.key}: {len(view.months)} month(s) in {view.summary_table} ({span}); "
                     f"{view.latest_table}: {view.latest_month or 'no row'}"
                     + (f", base_ts {view.latest_base_ts}" if view.latest_month else ""))

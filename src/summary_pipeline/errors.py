@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "MEMORY_HINT",
+    "AuditError",
     "BadFilterError",
     "CommitFailed",
     "ConfigError",
@@ -112,6 +113,10 @@ class RunInterruptedError(SummaryPipelineError):
 
 class ConflictError(SummaryPipelineError):
     """Another writer committed to a table during this run; this run's writes were undone."""
+
+
+class AuditError(SummaryPipelineError):
+    """The run's staged writes failed the audit: nothing was published (the branches stay for inspection)."""
 
 
 class RollbackRefusedError(SummaryPipelineError):

@@ -22,6 +22,8 @@ class RunOptions:
     backfill_filter: str | None = None
     dry_run: bool = False
     replace: bool = False
+    #: Audit the staged writes before publishing them; None: as the config says (``audit``).
+    audit: bool | None = None
 
 
 def stored(kind: str, column: str | None = None) -> dict[str, str]:
@@ -76,6 +78,8 @@ class RunResult:
     ignored_config_keys: list[str] = field(default_factory=list)
     #: Summary months this run wrote (None: the whole table was replaced); maintenance compacts them.
     months_written: list[str] | None = field(default_factory=list)
+    #: Tags this run put on the snapshots it published (the same name on each table).
+    tags: list[str] = field(default_factory=list)
     #: Warnings for the operator (a lock taken over, a dead run undone).
     warnings: list[str] = field(default_factory=list)
     message: str | None = None

@@ -45,17 +45,29 @@ from summary_pipeline.core.facts import (
     KIND_TOMBSTONE,
 )
 from summary_pipeline.core.history import LAST_MONTH
-from summary_pipeline.core.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, prepare
+from summary_pipeline.core.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, is_active, prepare
 from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
 from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
+from summary_pipeline.ops.audit import Staged, audit
 from summary_pipeline.plan import make_plan, materialize, read_older, read_state
 from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.progress import phase
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.store.ledger import committed_watermark, ledger_rows
 from summary_pipeline.store.protocol import RunGuard, StepHook
-from summary_pipeline.store.tables import ensure_namespace, is_empty, location, merge, replace_table, table_exists
+from summary_pipeline.store.refs import tag
+from summary_pipeline.store.snapshots import NO_SNAPSHOT, partition_fields, table_properties
+from summary_pipeline.store.tables import (
+    ensure_namespace,
+    is_empty,
+    location,
+    merge,
+    partition_spec,
+    replace_table,
+    table_exists,
+    table_properties_for,
+)
 
 __all__ = ["Progress", "read_watermark", "run"]
 
@@ -185,8 +197,9 @@ def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
 
 
 def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, result: RunResult,
-           guard: RunGuard, progress: Progress) -> None:
-    """One commit per table: replace for a full rebuild (or a missing table), MERGE otherwise."""
+           guard: RunGuard, progress: Progress) -> dict[str, str]:
+    """One commit per table, on the run's branch of it: the whole table for a full rebuild (or a missing
+    table), a MERGE otherwise. Returns where each table's staged state is read (for the audit)."""
     layout = cfg.layout
     targets = (
         ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month, layout.summary_buckets,
@@ -194,6 +207,7 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None, layout.latest_buckets,
          layout.properties(latest=True)),
     )
+    staged: dict[str, str] = {}
     for name, table, rows, keys, partition, buckets, properties in targets:
         ensure_namespace(spark, table)
         written, months, null_arrays = _figures(rows, partition, cfg)
@@ -201,14 +215,16 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         replace = _replaces(spark, options, table)
         with _timed(result, f"write_{name}"):
             if replace:
-                guard.commit(table, partial(replace_table, rows, table, partition_by=partition, buckets=buckets,
-                                            bucket_by=cfg.key, properties=properties))
+                staged[table] = _write_whole(spark, guard, table, rows, partition, buckets, cfg.key, properties)
             elif written:
-                guard.commit(table, partial(merge, spark, rows, table, keys, months=months, month_column=partition))
+                staged[table] = guard.target(table)
+                guard.commit(table, partial(merge, spark, rows, staged[table], keys, months=months,
+                                            month_column=partition))
         if name == "summary":
             result.summary_rows_written = written
             result.months_written = None if replace else months
             result.metrics["partitions_written"] = len(months)
+            staged["months"] = ",".join(months)
         else:
             result.latest_rows_written = written
         committed = replace or written > 0
@@ -217,6 +233,34 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
     with _timed(result, "write_deletes"):
         _write_deletes(spark, cfg, options, computed, guard)
     guard.step("deletes")
+    return staged
+
+
+def _write_whole(spark: SparkSession, guard: RunGuard, table: str, rows: DataFrame, partition: str | None,
+                 buckets: int, key: str, properties: dict[str, str]) -> str:
+    """Write ``rows`` as the whole table, staged on the run's branch; returns where the staged state is read.
+
+    A missing table is first created empty with the layout (on main: readers see an empty table where there
+    was none). A table whose columns or partitioning differ from the rows' cannot stage a replacement on a
+    branch (the layout is the table's, not a branch's): it is replaced on main in one commit, audited after it
+    and undone if the audit fails (docs/operations.md).
+    """
+    layout = partial(replace_table, partition_by=partition, buckets=buckets, bucket_by=key, properties=properties)
+    if not table_exists(spark, table):
+        guard.commit(table, partial(layout, rows.limit(0), table))
+    columns = [(f.name, f.dataType.simpleString()) for f in spark.table(table).schema]
+    if (columns != [(f.name, f.dataType.simpleString()) for f in rows.schema]
+            or partition_fields(spark, table) != partition_spec(partition, buckets, key)):
+        guard.commit(table, partial(layout, rows, table))
+        return table
+    wanted = table_properties_for(properties)
+    changed = {k: v for k, v in wanted.items() if table_properties(spark, table).get(k) != v}
+    if changed:  # metadata only: main's rows stay as they are
+        listed = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({listed})")
+    target = guard.target(table)
+    guard.commit(table, lambda: rows.writeTo(target).overwrite(F.lit(True)))
+    return target
 
 
 def _figures(rows: DataFrame, partition: str | None, cfg: PipelineConfig) -> tuple[int, list[str], int]:
@@ -238,7 +282,7 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
     """The deletes table: winning deletes in full, so later runs rank against them."""
     table = cfg.deletes_table
     if _replaces(spark, options, table):
-        guard.commit(table, lambda: replace_table(computed.deletes_upsert, table, partition_by=cfg.month))
+        _write_whole(spark, guard, table, computed.deletes_upsert, cfg.month, 0, cfg.key, {})
         return
     upsert = computed.deletes_upsert.withColumn("_sp_remove", F.lit(False))
     # A handful of rows, computed once: their months prune the MERGE to the partitions they touch.
@@ -246,8 +290,89 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
                                           allowMissingColumns=True))
     months = sorted(r[0] for r in rows.select(cfg.month).distinct().collect())
     if months:
-        guard.commit(table, lambda: merge(spark, rows, table, [cfg.key, cfg.month], months=months,
+        target = guard.target(table)
+        guard.commit(table, lambda: merge(spark, rows, target, [cfg.key, cfg.month], months=months,
                                           month_column=cfg.month, remove_flag="_sp_remove"))
+
+
+#: The change record's kinds (docs/operations.md, "What changed").
+INSERTED, UPDATED, TOMBSTONED, LATEST_MOVED = "inserted", "updated", "tombstoned", "latest moved"
+
+
+def change_rows(spark: SparkSession, cfg: PipelineConfig, computed: Computed, months: list[str], run_id: str
+                ) -> DataFrame:
+    """(run id, account, month, table, kind) of every row the run wrote.
+
+    A summary row is ``tombstoned`` when it is a deleted month's tombstone, else ``updated`` when main (still the
+    state before the run: the run's writes are on its branch) has its (account, month), else ``inserted``; each
+    latest_summary row written is ``latest moved``. Reads the key columns of the months written, as the MERGE
+    does."""
+    keys = [cfg.key, cfg.month]
+    before = (spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months)).select(*keys)
+              .withColumn("_sp_was", F.lit(True)))
+    summary = computed.summary.select(*keys, is_active(cfg).alias("_sp_active")).join(before, keys, "left")
+    kind = (F.when(~F.coalesce(F.col("_sp_active"), F.lit(False)), F.lit(TOMBSTONED))
+            .when(F.col("_sp_was").isNull(), F.lit(INSERTED)).otherwise(F.lit(UPDATED)))
+    rows = summary.select(*keys, F.lit("summary").alias("table_name"), kind.alias("kind")).unionByName(
+        computed.latest.select(*keys, F.lit("latest_summary").alias("table_name"), F.lit(LATEST_MOVED).alias("kind")))
+    return rows.select(F.lit(run_id).alias("run_id"), *rows.columns)
+
+
+def _write_changes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
+                   result: RunResult, guard: RunGuard) -> None:
+    """The run's change record, staged like the tables. A full rebuild (initial) records none: every row may
+    have changed, and downstream reads the tables whole."""
+    if options.mode == "initial" or not (result.summary_rows_written or result.latest_rows_written):
+        return
+    table = cfg.changes_table
+    rows = materialize(change_rows(spark, cfg, computed, result.months_written or [], result.run_id))
+    counts = {str(r[0]): int(r[1]) for r in rows.groupBy("kind").count().collect()}
+    result.metrics.update({f"changes_{k.replace(' ', '_')}": n for k, n in counts.items()})
+    if not table_exists(spark, table):
+        ensure_namespace(spark, table)
+        guard.commit(table, partial(replace_table, rows.limit(0), table, partition_by="run_id"))
+    target = guard.target(table)
+    guard.commit(table, lambda: rows.writeTo(target).append())
+
+
+def _audit_and_publish(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
+                       staged: dict[str, str], result: RunResult, guard: RunGuard, say: Progress) -> None:
+    """Check the staged state (unless the run or the config turned the audit off), then publish it."""
+    months = [m for m in staged.get("months", "").split(",") if m]
+    wanted = cfg.audit if options.audit is None else options.audit
+    if wanted and months:
+        say("Auditing the staged writes...")
+        with _timed(result, "audit"):
+            checks = audit(spark, cfg, Staged(
+                summary_written=computed.summary.select(*spark.table(cfg.destination_table).columns),
+                latest_written=computed.latest.select(*spark.table(cfg.latest_history_table).columns),
+                summary_at=staged.get(cfg.destination_table, cfg.destination_table),
+                latest_at=staged.get(cfg.latest_history_table, cfg.latest_history_table),
+                months=months, whole=result.months_written is None))
+        result.metrics["audit_checks"] = len(checks)
+    guard.step("audited")
+    with _timed(result, "publish"):
+        guard.publish()
+
+
+def _tag(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, result: RunResult, say: Progress) -> None:
+    """Tag the snapshots the run published (config ``tags``): after the commit point, so a failure only warns."""
+    if not cfg.tags.enabled or options.mode == "backfill" or not result.last_month:
+        return
+    if not (result.summary_rows_written or result.latest_rows_written):
+        return
+    name = cfg.tags.name.format(month=result.last_month, run_id=result.run_id)
+    try:
+        made = [table for table, snapshot in result.snapshots_after.items()
+                if snapshot not in (None, NO_SNAPSHOT) and table != cfg.changes_table
+                and tag(spark, table, name, int(snapshot), cfg.tags.retain_days)]
+    except Exception as err:
+        result.warnings.append(f"could not tag the published snapshots as {name}: {err}")
+        log.warning("could not tag %s: %s", name, err)
+        return
+    if made:
+        result.tags.append(name)
+        say(f"Tagged the published state {name}")
 
 
 def next_watermark(options: RunOptions, previous: dt.datetime | None, read_max: dt.datetime | None
@@ -321,6 +446,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
                 result.metrics.update(spark_figures(spark, result.run_id))
                 result.timings["total"] = round(time.monotonic() - start, 3)
                 guard.succeed(dt.datetime.now())
+                _tag(spark, cfg, options, result, say)
     result.timings["total"] = round(time.monotonic() - start, 3)
     return result
 
@@ -373,8 +499,12 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
             result.latest_rows_written = computed.latest.count()
             return
         say("")
-        say("Rebuilding history arrays and writing (one commit per table)...")
-        _write(spark, cfg, options, computed, result, guard, say)
+        say("Rebuilding history arrays and writing (one commit per table, staged on the run's branch)...")
+        staged = _write(spark, cfg, options, computed, result, guard, say)
+        with _timed(result, "write_changes"):
+            _write_changes(spark, cfg, options, computed, result, guard)
+        guard.step("changes")
+        _audit_and_publish(spark, cfg, options, computed, staged, result, guard, say)
     finally:
         try:
             if prepared is not None:

@@ -21,6 +21,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.core.engine import month_name
 from summary_pipeline.core.prepare import is_active
 from summary_pipeline.errors import NotReadyError, UnknownAccountError
+from summary_pipeline.store.as_of import AsOf
 from summary_pipeline.store.tables import location, table_exists
 
 __all__ = ["AccountView", "inspect_account"]
@@ -38,12 +39,14 @@ class AccountView:
     latest_month: str | None = None
     latest_base_ts: Any = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The state shown, when not the tables' current one (``inspect --as-of``).
+    as_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"account": self.key, "summary_table": self.summary_table, "latest_table": self.latest_table,
                 "months": self.months, "latest_month": self.latest_month, "latest_base_ts": self.latest_base_ts,
-                "latest_history": self.history}
+                "latest_history": self.history, "as_of": self.as_of}
 
 
 def _key_literal(spark: SparkSession, cfg: PipelineConfig, key: str) -> Any:
@@ -55,15 +58,18 @@ def _key_literal(spark: SparkSession, cfg: PipelineConfig, key: str) -> Any:
     return value[0]
 
 
-def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_name: str = "config"
-                    ) -> AccountView:
+def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_name: str = "config",
+                    as_of: AsOf | None = None) -> AccountView:
     """Read one account from summary and latest_summary (each read filtered by key; Iceberg skips files whose
     key range excludes it).
 
     Raises:
         NotReadyError: the tables do not exist yet.
         UnknownAccountError: the account has no row in either table.
+
+    ``as_of`` reads the tables as a run, tag, branch or timestamp left them (:mod:`summary_pipeline.store.as_of`).
     """
+    read = as_of.read if as_of is not None else (lambda s, t: s.table(t))
     for table in (cfg.destination_table, cfg.latest_history_table):
         if not table_exists(spark, table):
             raise NotReadyError(f"{table} does not exist in {location(spark, config_name)}: run --mode initial "
@@ -72,19 +78,20 @@ def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_n
     rolling = [r.name for r in cfg.rolling_columns]
     h = cfg.history_length
     code = F.col(cfg.soft_delete.column)
-    rows = (spark.table(cfg.destination_table).where(F.col(cfg.key) == F.lit(value))
+    rows = (read(spark, cfg.destination_table).where(F.col(cfg.key) == F.lit(value))
             .select(F.col(cfg.month).alias("month"),
                     F.when(~is_active(cfg), F.concat(F.lit("tombstone "), code)).alias("_sp_tombstone"),
                     *(F.col(r.history_column)[0].alias(r.name) for r in cfg.rolling_columns),
                     F.col(cfg.ts).alias("base_ts"), F.col("fact_base_ts"),
                     *(F.col(g.name) for g in cfg.grid_columns))
             .orderBy(F.col(cfg.month).desc()).collect())
-    latest = (spark.table(cfg.latest_history_table).where(F.col(cfg.key) == F.lit(value))
+    latest = (read(spark, cfg.latest_history_table).where(F.col(cfg.key) == F.lit(value))
               .select(cfg.month, cfg.ts, *cfg.history_columns).collect())
     if not rows and not latest:
         raise UnknownAccountError(f"account {key} has no row in {cfg.destination_table} or "
                                   f"{cfg.latest_history_table}", account=key)
-    view = AccountView(key, cfg.destination_table, cfg.latest_history_table, rolling)
+    view = AccountView(key, cfg.destination_table, cfg.latest_history_table, rolling,
+                       as_of=as_of.label if as_of is not None else None)
     if latest:
         view.latest_month, view.latest_base_ts = latest[0][cfg.month], latest[0][cfg.ts]
     for row in rows:

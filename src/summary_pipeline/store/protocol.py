@@ -8,17 +8,22 @@ Every run that writes goes through a :class:`RunGuard`:
    still shown ``running`` (they died) ``failed``;
 3. record this run as ``running`` with each table's snapshot id at step 2 (its *before*), at the latest just
    before its first write (a run that finds nothing to do writes its row once, at step 5);
-4. commit each table once, each commit tagged with the run id and checked first against a lost lock and a
-   concurrent writer;
-5. record the run ``succeeded`` (only if its row still says ``running``) with the snapshot ids after and the
+4. commit each table once, on the run's own branch of the table (:mod:`summary_pipeline.store.refs`), each
+   commit tagged with the run id and checked first against a lost lock and a concurrent writer; readers of
+   main see none of it yet;
+5. audit the staged state (:mod:`summary_pipeline.ops.audit`), then *publish*: fast-forward each table's main to
+   its branch, one table after the other;
+6. record the run ``succeeded`` (only if its row still says ``running``) with the snapshot ids after and the
    new watermark: the commit point;
-6. give the lock back.
+7. remove the run's branches and give the lock back.
 
-A failure at any point after 3 settles the tables before the error is reported; so does Ctrl-C or SIGTERM (the
-CLI raises it at a safe point, :mod:`summary_pipeline.interrupts`), and the run is then recorded ``interrupted``.
-From step 5 on, a signal lets the run finish. A kill leaves the ``running`` row for step 2 of the next run.
+A failure at any point after 3 settles the tables before the error is reported (before 5's first fast-forward,
+main is as it was; the run's branches stay for inspection until the next run removes them); so does Ctrl-C or
+SIGTERM (the CLI raises it at a safe point, :mod:`summary_pipeline.interrupts`), and the run is then recorded
+``interrupted``.
+From step 6 on, a signal lets the run finish. A kill leaves the ``running`` row for step 2 of the next run.
 Either way, the tables return to the last succeeded run's state, and the rerun then does the whole run again.
-The watermark lives in the ledger, so it cannot move unless the run reached step 5. The quarantine is a
+The watermark lives in the ledger, so it cannot move unless the run reached step 6. The quarantine is a
 deduplicated log and is never undone: a rerun adds nothing it already has.
 """
 
@@ -52,6 +57,15 @@ from summary_pipeline.progress import phase
 from summary_pipeline.result import RunResult
 from summary_pipeline.store.ledger import committed_watermark, ensure_ledger, ledger_rows, mark, record
 from summary_pipeline.store.lock import RunLock
+from summary_pipeline.store.refs import (
+    at_ref,
+    drop_ref,
+    drop_run_branches,
+    drop_tags_of,
+    ensure_branch,
+    fast_forward,
+    run_branch,
+)
 from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, restore, state, tagged
 
 __all__ = ["STEPS", "RunGuard", "StepHook", "data_tables", "rollback", "rollback_plan", "settle_plan"]
@@ -61,15 +75,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The step boundaries of a run, in order (:meth:`RunGuard.step`). Tests inject faults at each.
-STEPS = ("locked", "started", "quarantine", "summary", "latest_summary", "deletes", "recorded", "released")
+STEPS = ("locked", "started", "quarantine", "summary", "latest_summary", "deletes", "changes", "audited",
+         "published_summary", "published", "recorded", "released")
 
 #: Called with each step name as a run passes it: None in production; tests raise from it to simulate kills.
 StepHook = Callable[[str], None]
 
 
-def data_tables(cfg: PipelineConfig) -> tuple[str, str, str]:
-    """The tables a run's undo puts back: summary, latest_summary and the deletes table."""
-    return cfg.destination_table, cfg.latest_history_table, cfg.deletes_table
+def data_tables(cfg: PipelineConfig) -> tuple[str, str, str, str]:
+    """The tables a run's undo puts back: summary, latest_summary, the deletes table and the change record."""
+    return cfg.destination_table, cfg.latest_history_table, cfg.deletes_table, cfg.changes_table
 
 
 class RunGuard:
@@ -94,6 +109,9 @@ class RunGuard:
         self.undone: list[str] = []
         #: Held from the commit point to the end: a signal then lets the run finish.
         self._finishing = ExitStack()
+        #: The branch the run stages its writes on, and the tables that have it (:meth:`target`).
+        self.branch = run_branch(result.run_id)
+        self.staged: list[str] = []
 
     def step(self, name: str) -> None:
         """Mark a step boundary of the run (one of :data:`STEPS`): a no-op unless a test injected a hook."""
@@ -119,6 +137,9 @@ class RunGuard:
                 if state(self.spark, table) is not None:  # drop any cached metadata: read what others committed
                     self.spark.catalog.refreshTable(table)
             self.ledger = self._recover(ledger_rows(self.spark, self.cfg.ledger_table))
+            gone = drop_run_branches(self.spark, data_tables(self.cfg))
+            if gone:
+                log.info("removed the branches of runs that did not publish: %s", "; ".join(gone))
             self.expected = {t: state(self.spark, t) for t in data_tables(self.cfg)}
             self.result.snapshots_before = dict(self.expected)
             self.result.timings["lock_and_recovery"] = round(time.monotonic() - began, 3)
@@ -224,6 +245,25 @@ class RunGuard:
         if table in self.expected:
             self.expected[table] = state(self.spark, table)
 
+    def target(self, table: str) -> str:
+        """Where the run writes ``table``: its branch of it, made from main on first use (the table must exist)."""
+        self._record_running()
+        if table not in self.staged:
+            self.tagged(partial(ensure_branch, self.spark, table, self.branch, self.result.run_id))
+            self.staged.append(table)
+        return at_ref(table, self.branch)
+
+    def publish(self) -> None:
+        """Fast-forward each staged table's main to the run's branch, in :func:`data_tables` order."""
+        with phase("publish"):
+            for table in [t for t in data_tables(self.cfg) if t in self.staged]:
+                self.lock.check()
+                self.tagged(partial(fast_forward, self.spark, table, self.branch))
+                self.expected[table] = state(self.spark, table)
+                if table == self.cfg.destination_table:
+                    self.step("published_summary")  # main of summary moved, latest_summary's not yet
+            self.step("published")
+
     def succeed(self, finished: dt.datetime) -> None:
         """The commit point: record the run succeeded, with the snapshots after it."""
         with phase("record"):
@@ -258,6 +298,7 @@ class RunGuard:
                  tb: TracebackType | None) -> None:
         if err is None:
             with self._finishing:  # past the commit point: a signal lets the run finish
+                self._drop_branches()
                 self.lock.release()
                 self.step("released")
             return
@@ -276,6 +317,14 @@ class RunGuard:
             raise RunInterruptedError(self._interrupted(signum), signum, run_id=self.result.run_id,
                                       status=self.result.status, undone=self.undone) from err
 
+    def _drop_branches(self) -> None:
+        """Remove the published run's branches (a leftover is removed by the next run, so a failure only warns)."""
+        for table in self.staged:
+            try:
+                drop_ref(self.spark, table, self.branch)
+            except Exception as err:
+                log.warning("could not remove branch %s of %s: %s", self.branch, table, describe(err))
+
     def _interrupted(self, signum: int) -> str:
         """The one line a signal's stop is reported with: what was undone, and that a rerun completes it."""
         result = self.result
@@ -285,7 +334,7 @@ class RunGuard:
         if result.status == "running":  # the undo (or a rollback) is left to the next command that locks
             return (f"{what}; the next run finishes putting the tables back "
                     "(run the same command again to complete the work).")
-        undone = "; ".join(self.undone) or "nothing had been committed yet"
+        undone = "; ".join(self.undone) or "nothing had been published yet"
         return f"{what} and undone ({undone}). Run the same command again to complete the work."
 
     def _release_after(self, err: BaseException) -> None:
@@ -382,6 +431,9 @@ def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: s
     undone: Iterable[str] = [run_id, *(r["run_id"] for r in after)]
     done = restore(spark, target["snapshots_before"] or {}, undone)
     rolled = [run_id, *(r["run_id"] for r in after if r["status"] == "succeeded" and r["mode"] not in _NO_DATA)]
+    # Their tags go too, so the run that publishes the month again tags it (a tag's name is made once).
+    for table in data_tables(cfg):
+        done += [f"{table}: tag {name} removed" for name in drop_tags_of(spark, table, rolled)]
     mark(spark, cfg.ledger_table, rolled, "rolled_back", f"rolled back by run {by}")
     return done
 

@@ -23,6 +23,8 @@ from summary_pipeline.store.tables import table_exists
 __all__ = [
     "NO_SNAPSHOT",
     "RUN_ID_PROPERTY",
+    "iceberg_table",
+    "partition_fields",
     "restore",
     "snapshot_time",
     "state",
@@ -39,7 +41,7 @@ NO_SNAPSHOT = -1
 T = TypeVar("T")
 
 
-def _table(spark: SparkSession, name: str) -> Any:
+def iceberg_table(spark: SparkSession, name: str) -> Any:
     """The Iceberg Java table behind ``name``, refreshed from the catalog."""
     jvm = spark._jvm
     assert jvm is not None
@@ -94,7 +96,7 @@ def state(spark: SparkSession, name: str) -> int | None:
     """The table's current snapshot id; :data:`NO_SNAPSHOT` when it has none; None when it does not exist."""
     if not table_exists(spark, name):
         return None
-    snapshot = _table(spark, name).currentSnapshot()
+    snapshot = iceberg_table(spark, name).currentSnapshot()
     return int(snapshot.snapshotId()) if snapshot is not None else NO_SNAPSHOT
 
 
@@ -118,7 +120,7 @@ def snapshot_time(spark: SparkSession, name: str, snapshot_id: int) -> dt.dateti
     """When a snapshot was committed (naive UTC), or None when the table or the snapshot is gone."""
     if not table_exists(spark, name):
         return None
-    snapshot = _table(spark, name).snapshot(snapshot_id)
+    snapshot = iceberg_table(spark, name).snapshot(snapshot_id)
     if snapshot is None:
         return None
     return dt.datetime.fromtimestamp(int(snapshot.timestampMillis()) / 1000, dt.timezone.utc).replace(tzinfo=None)
@@ -137,7 +139,7 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
     for name, snapshot_id in before.items():
         if not table_exists(spark, name):
             continue
-        table = _table(spark, name)
+        table = iceberg_table(spark, name)
         current = table.currentSnapshot()
         if current is not None and int(current.snapshotId()) == snapshot_id:
             continue
@@ -172,9 +174,16 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
     return done
 
 
+def partition_fields(spark: SparkSession, name: str) -> list[tuple[str, str]]:
+    """The table's partition spec as (source column, transform) pairs, e.g. ``[("month", "identity")]``."""
+    table = iceberg_table(spark, name)
+    schema = table.schema()
+    return [(str(schema.findColumnName(f.sourceId())), str(f.transform())) for f in table.spec().fields()]
+
+
 def table_properties(spark: SparkSession, name: str) -> dict[str, str]:
     """The table's properties as the catalog holds them now."""
-    return {str(k): str(v) for k, v in dict(_table(spark, name).properties()).items()}
+    return {str(k): str(v) for k, v in dict(iceberg_table(spark, name).properties()).items()}
 
 
 def swap_properties(spark: SparkSession, name: str, decide: Callable[[dict[str, str]], Mapping[str, str | None]]
@@ -187,7 +196,7 @@ def swap_properties(spark: SparkSession, name: str, decide: Callable[[dict[str, 
     """
     jvm = spark._jvm
     assert jvm is not None
-    ops = _table(spark, name).operations()
+    ops = iceberg_table(spark, name).operations()
     base = ops.refresh()
     seen = {str(k): str(v) for k, v in dict(base.properties()).items()}
     changes = decide(seen)

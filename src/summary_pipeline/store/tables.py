@@ -19,9 +19,11 @@ __all__ = [
     "location",
     "merge",
     "merge_sql",
+    "partition_spec",
     "replace_table",
     "snapshot_ids",
     "table_exists",
+    "table_properties_for",
 ]
 
 _PROPERTIES = {
@@ -63,6 +65,24 @@ def ensure_namespace(spark: SparkSession, name: str) -> None:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {'.'.join(parts[:-1])}")
 
 
+def table_properties_for(properties: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The properties the pipeline gives a table it creates: its defaults, then ``properties``."""
+    return {**_PROPERTIES, **(properties or {})}
+
+
+def partition_spec(partition_by: str | None, buckets: int = 0, bucket_by: str | None = None
+                   ) -> list[tuple[str, str]]:
+    """The partition spec :func:`replace_table` gives, as (source column, Iceberg transform) pairs.
+
+    >>> partition_spec("month", 16, "acct")
+    [('month', 'identity'), ('acct', 'bucket[16]')]
+    """
+    spec = [(partition_by, "identity")] if partition_by else []
+    if buckets and bucket_by:
+        spec.append((bucket_by, f"bucket[{buckets}]"))
+    return spec
+
+
 def replace_table(df: DataFrame, name: str, partition_by: str | None = None, *, buckets: int = 0,
                   bucket_by: str | None = None, properties: Mapping[str, str] | None = None) -> None:
     """Create or atomically replace ``name`` with ``df`` in one commit (readers see old or new, never half).
@@ -71,7 +91,7 @@ def replace_table(df: DataFrame, name: str, partition_by: str | None = None, *, 
     ``bucket(buckets, bucket_by)``; ``properties`` are added to the pipeline's defaults.
     """
     writer = df.writeTo(name).using("iceberg")
-    for key, value in {**_PROPERTIES, **(properties or {})}.items():
+    for key, value in table_properties_for(properties).items():
         writer = writer.tableProperty(key, value)
     spec = [F.col(partition_by)] if partition_by else []
     if buckets and bucket_by:
