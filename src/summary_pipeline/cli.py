@@ -190,8 +190,8 @@ def _inspect_parser() -> argparse.ArgumentParser:
     parser.add_argument("--account", required=True, help="the account key (required)")
     _as_of_option(parser)
     parser.add_argument("--run-id", help="read the tables as this run left them; for a run that did not publish "
-                        "(a failed audit), its staged writes (the same as --as-of RUN_ID)")
-    parser.add_argument("--branch", help="read this branch of the tables (the same as --as-of BRANCH)")
+                        "(a failed audit), its staged writes (the same as --as-of RUN_ID; default: as they are now)")
+    parser.add_argument("--branch", help="read this branch of the tables (the same as --as-of BRANCH; default: main)")
     return parser
 
 

@@ -32,6 +32,7 @@ from summary_pipeline.core.engine import (
     MIXED,
     NEW,
     Computed,
+    State,
     decide,
     month_name,
     outputs,
@@ -45,11 +46,12 @@ from summary_pipeline.core.facts import (
     KIND_TOMBSTONE,
 )
 from summary_pipeline.core.history import LAST_MONTH
-from summary_pipeline.core.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, is_active, prepare
+from summary_pipeline.core.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, prepare
 from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
 from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.ops.audit import Staged, audit
+from summary_pipeline.ops.changes import change_rows
 from summary_pipeline.plan import make_plan, materialize, read_older, read_state
 from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.progress import phase
@@ -58,6 +60,7 @@ from summary_pipeline.store.ledger import committed_watermark, ledger_rows
 from summary_pipeline.store.protocol import RunGuard, StepHook
 from summary_pipeline.store.refs import tag
 from summary_pipeline.store.snapshots import NO_SNAPSHOT, partition_fields, table_properties
+from summary_pipeline.store.snapshots import state as snapshot_now
 from summary_pipeline.store.tables import (
     ensure_namespace,
     is_empty,
@@ -224,7 +227,6 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
             result.summary_rows_written = written
             result.months_written = None if replace else months
             result.metrics["partitions_written"] = len(months)
-            staged["months"] = ",".join(months)
         else:
             result.latest_rows_written = written
         committed = replace or written > 0
@@ -295,61 +297,53 @@ def _write_deletes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
                                           month_column=cfg.month, remove_flag="_sp_remove"))
 
 
-#: The change record's kinds (docs/operations.md, "What changed").
-INSERTED, UPDATED, TOMBSTONED, LATEST_MOVED = "inserted", "updated", "tombstoned", "latest moved"
-
-
-def change_rows(spark: SparkSession, cfg: PipelineConfig, computed: Computed, months: list[str], run_id: str
-                ) -> DataFrame:
-    """(run id, account, month, table, kind) of every row the run wrote.
-
-    A summary row is ``tombstoned`` when it is a deleted month's tombstone, else ``updated`` when main (still the
-    state before the run: the run's writes are on its branch) has its (account, month), else ``inserted``; each
-    latest_summary row written is ``latest moved``. Reads the key columns of the months written, as the MERGE
-    does."""
-    keys = [cfg.key, cfg.month]
-    before = (spark.table(cfg.destination_table).where(F.col(cfg.month).isin(months)).select(*keys)
-              .withColumn("_sp_was", F.lit(True)))
-    summary = computed.summary.select(*keys, is_active(cfg).alias("_sp_active")).join(before, keys, "left")
-    kind = (F.when(~F.coalesce(F.col("_sp_active"), F.lit(False)), F.lit(TOMBSTONED))
-            .when(F.col("_sp_was").isNull(), F.lit(INSERTED)).otherwise(F.lit(UPDATED)))
-    rows = summary.select(*keys, F.lit("summary").alias("table_name"), kind.alias("kind")).unionByName(
-        computed.latest.select(*keys, F.lit("latest_summary").alias("table_name"), F.lit(LATEST_MOVED).alias("kind")))
-    return rows.select(F.lit(run_id).alias("run_id"), *rows.columns)
-
-
 def _write_changes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
-                   result: RunResult, guard: RunGuard) -> None:
-    """The run's change record, staged like the tables. A full rebuild (initial) records none: every row may
-    have changed, and downstream reads the tables whole."""
-    if options.mode == "initial" or not (result.summary_rows_written or result.latest_rows_written):
-        return
+                   state: State, result: RunResult, guard: RunGuard) -> dict[str, int]:
+    """The run's change record, staged like the tables; returns the rows the run adds to each table (for the
+    audit's counts). A full rebuild (initial) records no keys: every row may have changed, and downstream reads
+    the tables whole."""
+    if options.mode == "initial":
+        return {cfg.destination_table: result.summary_rows_written,
+                cfg.latest_history_table: result.latest_rows_written}
+    if not (result.summary_rows_written or result.latest_rows_written):
+        return {}
     table = cfg.changes_table
-    rows = materialize(change_rows(spark, cfg, computed, result.months_written or [], result.run_id))
-    counts = {str(r[0]): int(r[1]) for r in rows.groupBy("kind").count().collect()}
-    result.metrics.update({f"changes_{k.replace(' ', '_')}": n for k, n in counts.items()})
+    rows = materialize(change_rows(cfg, computed.summary, computed.latest, state.window, result.run_id))
+    counts = rows.groupBy("kind").agg(F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("_sp_new"), 1)).alias("new"))
+    found = {str(r["kind"]): (int(r["n"]), int(r["new"])) for r in counts.collect()}
+    result.metrics.update({f"changes_{k.replace(' ', '_')}": n for k, (n, _) in found.items()})
+    rows = rows.drop("_sp_new")
     if not table_exists(spark, table):
         ensure_namespace(spark, table)
         guard.commit(table, partial(replace_table, rows.limit(0), table, partition_by="run_id"))
     target = guard.target(table)
     guard.commit(table, lambda: rows.writeTo(target).append())
+    new_accounts = computed.latest
+    if state.latest is not None:
+        new_accounts = new_accounts.join(state.latest.select(cfg.key), cfg.key, "left_anti")
+    return {cfg.destination_table: sum(new for _, new in found.values()),
+            cfg.latest_history_table: new_accounts.count()}
 
 
 def _audit_and_publish(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
-                       staged: dict[str, str], result: RunResult, guard: RunGuard, say: Progress) -> None:
+                       staged: dict[str, str], added: dict[str, int], result: RunResult, guard: RunGuard,
+                       say: Progress) -> None:
     """Check the staged state (unless the run or the config turned the audit off), then publish it."""
-    months = [m for m in staged.get("months", "").split(",") if m]
     wanted = cfg.audit if options.audit is None else options.audit
-    if wanted and months:
+    if wanted and (result.summary_rows_written or result.latest_rows_written):
         say("Auditing the staged writes...")
+        summary, latest = cfg.destination_table, cfg.latest_history_table
         with _timed(result, "audit"):
             checks = audit(spark, cfg, Staged(
-                summary_written=computed.summary.select(*spark.table(cfg.destination_table).columns),
-                latest_written=computed.latest.select(*spark.table(cfg.latest_history_table).columns),
-                summary_at=staged.get(cfg.destination_table, cfg.destination_table),
-                latest_at=staged.get(cfg.latest_history_table, cfg.latest_history_table),
-                months=months, whole=result.months_written is None))
+                summary_written=computed.summary.select(*spark.table(summary).columns),
+                latest_written=computed.latest.select(*spark.table(latest).columns),
+                summary_at=staged.get(summary, summary), latest_at=staged.get(latest, latest),
+                months=result.months_written or [], added=added, before=dict(result.snapshots_before),
+                staged_refs={t: guard.branch if t in guard.staged else snapshot_now(spark, t)
+                             for t in (summary, latest)},
+                whole=result.months_written is None))
         result.metrics["audit_checks"] = len(checks)
+        say(f"  passed: {', '.join(c.name for c in checks)}")
     guard.step("audited")
     with _timed(result, "publish"):
         guard.publish()
@@ -502,9 +496,9 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
         say("Rebuilding history arrays and writing (one commit per table, staged on the run's branch)...")
         staged = _write(spark, cfg, options, computed, result, guard, say)
         with _timed(result, "write_changes"):
-            _write_changes(spark, cfg, options, computed, result, guard)
+            added = _write_changes(spark, cfg, options, computed, state, result, guard)
         guard.step("changes")
-        _audit_and_publish(spark, cfg, options, computed, staged, result, guard, say)
+        _audit_and_publish(spark, cfg, options, computed, staged, added, result, guard, say)
     finally:
         try:
             if prepared is not None:

@@ -2,172 +2,188 @@
 
 A run stages its writes on a branch of each table (:mod:`summary_pipeline.store.refs`); this module checks the
 staged state before main moves to it. Checking every row of the touched accounts would cost a full
-``validate`` on a nightly run (nearly every account reports every month), so each check reads only what it
-needs next to the rows the run wrote:
+``validate`` on a nightly run (nearly every account reports every month), so the checks read only the rows the
+run wrote and what sits right next to them, in three passes:
 
-* ``staged_rows``: each summary row the run wrote is in the staged table exactly once (a scan of the key
-  columns of the months written, as the MERGE's own), and the staged table holds as many of them as the run
-  counted;
-* ``array_length``, ``index_zero``, ``grids``: on the rows written, as ``validate`` checks them;
-* ``shifted``: each row written against its previous month's row, staged (read for those keys in the months
-  just before the rows written) or written by the run;
-* ``latest_row``: each touched account has one staged latest_summary row, equal to its summary row of that
-  month, and no active row written after it; the latest rows written are the staged ones;
-* ``base_ts``: within its bounds, ``fact_base_ts <= base_ts <= max(fact_base_ts, previous row's base_ts)``
-  (the window's exact maximum needs H-1 months of each account: ``validate`` checks that).
+* ``counts``: the rows a reader of each staged table sees, less those of main (from the snapshots' summaries:
+  no file read), equal the rows the run planned to add: the summary rows it inserted, the latest_summary rows
+  of accounts that had none. A duplicate, or a row lost, changes the count.
+* ``rows``, one pass over the summary rows written, beside their previous month's row (written by the run, or
+  staged in the month before the newest month written: the forward month's neighbours, one partition):
+  ``array_length``, ``index_zero``, ``grids``, ``shifted`` (arrays moved one place from the previous row) and
+  ``base_ts`` (``fact_base_ts <= base_ts <= max(fact_base_ts, the previous row's base_ts)``). A correction
+  window's first row is not compared with the unchanged row before it: those rows lie in partitions of their
+  own, and reading their arrays costs most of the table's (docs/operations.md, "Write, audit, publish").
+* ``latest_row``: each touched account has one staged latest_summary row, with arrays H long, equal to its
+  summary row of that month where the run wrote it; no active month written after it; its last month at
+  least every month written; the same as the latest row the run wrote.
 
-Each check gives the rows that break it with a ``problem``, as :mod:`summary_pipeline.ops.validate`'s do.
+The exact ``base_ts`` (the greatest ``fact_base_ts`` of H months) needs H-1 months of every account:
+``validate`` checks it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.core.engine import month_name
 from summary_pipeline.core.facts import FACT_TS
 from summary_pipeline.core.history import LAST_MONTH
 from summary_pipeline.core.prepare import is_active, month_index
 from summary_pipeline.errors import AuditError
-from summary_pipeline.ops.validate import PROBLEM, CheckResult, array_length, grids, index_zero, shifted
-from summary_pipeline.plan import materialize
+from summary_pipeline.ops.validate import (
+    PREVIOUS,
+    PROBLEM,
+    CheckResult,
+    grid_conditions,
+    index_zero_conditions,
+    length_conditions,
+    shift_conditions,
+    with_previous,
+)
+from summary_pipeline.store.snapshots import live_rows
 
 __all__ = ["Staged", "audit"]
-
-_PREV = "_sp_prev_month"
 
 
 @dataclass(frozen=True)
 class Staged:
-    """What the audit reads: the run's written rows, and where its staged tables are (branch identifiers, or the
-    tables themselves when a run could not stage)."""
+    """What the audit reads: the run's written rows and its plan's counts, where its staged tables are (branch
+    identifiers, or the tables themselves when a run could not stage), and main's snapshots before the run."""
 
     summary_written: DataFrame
     latest_written: DataFrame
     summary_at: str
     latest_at: str
     months: list[str]
+    #: Rows the run planned to add to each table (summary: rows inserted; latest_summary: new accounts).
+    added: dict[str, int] = field(default_factory=dict)
+    #: Each table's main snapshot before the run; the staged head is the branch's (``staged_refs``).
+    before: dict[str, int | None] = field(default_factory=dict)
+    staged_refs: dict[str, str | int | None] = field(default_factory=dict)
     #: The run wrote summary whole (a full rebuild): every row that exists is a row written.
     whole: bool = False
 
 
-def _month_string(index: Column) -> Column:
-    return F.format_string("%04d-%02d", F.floor(index / 12).cast("int"), (index % 12 + 1).cast("int"))
+def _problems(named: dict[str, Column]) -> Column:
+    return F.concat_ws(", ", *(F.when(cond, F.lit(name)) for name, cond in named.items()))
 
 
-def _staged_rows(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame:
-    """Written (account, month) pairs not in the staged summary exactly once."""
-    keys = [cfg.key, cfg.month]
-    there = (spark.table(staged.summary_at).where(F.col(cfg.month).isin(staged.months)).select(*keys)
-             .groupBy(*keys).agg(F.count(F.lit(1)).alias("_sp_n")))
-    joined = staged.summary_written.select(*keys).join(there, keys, "left")
-    n = F.coalesce(F.col("_sp_n"), F.lit(0))
-    return (joined.where(n != 1)
-            .select(*keys, F.when(n == 0, F.lit("not in the staged table"))
-                    .otherwise(F.format_string("%d staged rows", n)).alias(PROBLEM)))
+def _counts(spark: SparkSession, staged: Staged) -> list[str]:
+    """'table: N rows staged, M expected' per table whose staged count is not main's plus the planned rows."""
+    wrong = []
+    for table, added in staged.added.items():
+        before = 0 if staged.whole else live_rows(spark, table, staged.before.get(table))
+        after = live_rows(spark, table, staged.staged_refs.get(table, staged.before.get(table)))
+        if before is None or after is None:
+            continue  # a summary without totals: nothing to compare
+        if after - before != added:
+            wrong.append(f"{table}: {after - before:+,} rows staged, {added:+,} planned")
+    return wrong
 
 
-def _neighbours(spark: SparkSession, cfg: PipelineConfig, staged: Staged, wanted: DataFrame) -> DataFrame:
-    """Staged summary rows at the (account, month) pairs of ``wanted`` that the run did not write."""
-    keys = [cfg.key, cfg.month]
-    if staged.whole:
-        return staged.summary_written.limit(0)
-    missing = wanted.select(*keys).distinct().join(staged.summary_written.select(*keys), keys, "left_anti")
-    months = sorted(r[0] for r in missing.select(cfg.month).distinct().collect())
-    if not months:
-        return staged.summary_written.limit(0)
-    rows = spark.table(staged.summary_at).where(F.col(cfg.month).isin(months))
-    # Computed once: the shifted and base_ts checks both read them, and they are few rows from many files.
-    return materialize(rows.join(missing, keys, "left_semi").select(*staged.summary_written.columns))
+def _fingerprint(*columns: Column | str) -> Column:
+    """A 64-bit hash of the values, NULLs and their places included (Spark's own hash of an array skips NULL
+    elements, so [NULL, 5] and [5, NULL] would collide). The latest_row joins then move one long per row
+    instead of its arrays (docs/PERFORMANCE.md, "The audit's cost")."""
+    return F.xxhash64(F.to_json(F.struct(*columns)))
 
 
-def _base_ts(cfg: PipelineConfig, rows: DataFrame, written: DataFrame) -> DataFrame:
-    """Written rows whose base_ts is outside its bounds (see the module docstring)."""
-    month = month_index(F.col(cfg.month))
-    prev = rows.select(F.col(cfg.key).alias("_sp_k"), (month + 1).alias("_sp_next"),
-                       F.col(cfg.ts).alias("_sp_prev_ts"))
-    joined = written.join(prev, (F.col(cfg.key) == F.col("_sp_k")) & (month == F.col("_sp_next")), "left")
-    ts, fact = F.col(cfg.ts), F.col(FACT_TS)
-    low = ts < fact
-    high = F.col("_sp_prev_ts").isNotNull() & (ts > F.greatest(fact, F.col("_sp_prev_ts")))
-    broken = F.coalesce(low | high, ts.isNull())
-    return joined.where(broken).select(cfg.key, cfg.month, F.lit(cfg.ts).alias(PROBLEM))
+def _rows(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame:
+    """The summary rows written, beside their previous month's row where the audit has it, with the checks'
+    problem names."""
+    written = staged.summary_written
+    previous = written
+    if not staged.whole and staged.months:
+        newest = max(staged.months)
+        before = month_name(int(newest[:4]) * 12 + int(newest[5:7]) - 2)
+        forward = written.where(F.col(cfg.month) == newest).select(cfg.key)
+        own = written.where(F.col(cfg.month) == before).select(cfg.key)
+        staged_before = (spark.table(staged.summary_at).where(F.col(cfg.month) == before)
+                         .join(forward, cfg.key, "left_semi").join(own, cfg.key, "left_anti").select(*written.columns))
+        previous = written.unionByName(staged_before)
+    rows = with_previous(written, previous, cfg, "left")
+    ts, fact, prev_ts = F.col(cfg.ts), F.col(FACT_TS), F.col(f"{PREVIOUS}{cfg.ts}")
+    named = {f"array_length ({c.split('.')[1]})": cond for c, cond in length_conditions(cfg, "summary").items()}
+    named.update({f"index_zero ({c})": cond for c, cond in index_zero_conditions(cfg).items()})
+    named.update({f"grids ({c})": cond for c, cond in grid_conditions(cfg).items()})
+    named.update({f"shifted ({c})": cond for c, cond in shift_conditions(cfg).items()})
+    named["base_ts"] = F.coalesce(ts < fact, F.lit(True)) | (prev_ts.isNotNull() & (ts > F.greatest(fact, prev_ts)))
+    return rows.select(cfg.key, cfg.month, _problems(named).alias(PROBLEM))
 
 
-def _latest(spark: SparkSession, cfg: PipelineConfig, staged: Staged, rows: DataFrame) -> DataFrame:
-    """Touched accounts whose staged latest_summary row is missing, duplicated, not its month's summary row,
-    older than an active row written, or not the latest row the run wrote."""
+def _latest(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame:
+    """Touched accounts whose staged latest_summary row breaks a rule (see the module docstring)."""
     key, month = cfg.key, cfg.month
-    touched = (staged.summary_written.select(key).unionByName(staged.latest_written.select(key)).distinct())
-    latest = spark.table(staged.latest_at).join(touched, key, "left_semi").select(*cfg.latest_columns, LAST_MONTH)
+    written = staged.summary_written
     columns = [c for c in cfg.latest_columns if c not in (key, month)]
-    at_month = _neighbours(spark, cfg, staged, latest.select(key, month)).unionByName(staged.summary_written)
-    s = at_month.select(key, month, F.lit(True).alias("_sp_s_found"),
-                        *(F.col(c).alias(f"_sp_s_{c}") for c in columns))
-    w = staged.latest_written.select(key, *(F.col(c).alias(f"_sp_w_{c}") for c in [month, *columns, LAST_MONTH]))
-    newest = (staged.summary_written.groupBy(key).agg(
-        F.max(F.when(is_active(cfg), month_index(F.col(month)))).alias("_sp_active"),
-        F.max(month_index(F.col(month))).alias("_sp_any")))
+    touched = written.select(key).unionByName(staged.latest_written.select(key)).distinct()
+    lengths = {f"array_length ({c.split('.')[1]})": cond
+               for c, cond in length_conditions(cfg, "latest_summary").items()}
+    latest = (spark.table(staged.latest_at).join(touched, key, "left_semi")
+              .select(key, month, LAST_MONTH, _fingerprint(*columns).alias("_sp_h"),
+                      _problems(lengths).alias("_sp_own")))
+    s = written.select(key, month, _fingerprint(*columns).alias("_sp_s_h"))
+    w = staged.latest_written.select(key, F.col(month).alias("_sp_w_month"), F.col(LAST_MONTH).alias("_sp_w_last"),
+                                     _fingerprint(*columns).alias("_sp_w_h"))
+    newest = written.groupBy(key).agg(F.max(F.when(is_active(cfg), month_index(F.col(month)))).alias("_sp_active"),
+                                      F.max(month_index(F.col(month))).alias("_sp_any"))
     counted = latest.groupBy(key).agg(F.count(F.lit(1)).alias("_sp_n"))
     joined = (touched.join(counted, key, "left").join(latest, key, "left").join(s, [key, month], "left")
               .join(w, key, "left").join(newest, key, "left"))
-    m = month_index(F.col(month))
+    written_here = F.col("_sp_w_month").isNotNull()
     named = {
         "no latest row": F.col("_sp_n").isNull(),
         "more than one latest row": F.col("_sp_n") > 1,
-        "no summary row at its month": F.col(month).isNotNull() & F.col("_sp_s_found").isNull(),
-        "an active month written after it": F.col("_sp_active") > m,
+        "an active month written after it": F.col("_sp_active") > month_index(F.col(month)),
         LAST_MONTH: F.col("_sp_any") > F.col(LAST_MONTH),
+        "not its month's summary row": F.col("_sp_s_h").isNotNull() & (F.col("_sp_s_h") != F.col("_sp_h")),
+        "not the row written": written_here & ((F.col("_sp_w_h") != F.col("_sp_h"))
+                                               | ~F.col("_sp_w_month").eqNullSafe(F.col(month))
+                                               | ~F.col("_sp_w_last").eqNullSafe(F.col(LAST_MONTH))),
     }
-    named.update({f"differs from summary in {c}": F.col(f"_sp_s_{c}").isNotNull() & ~F.col(c).eqNullSafe(
-        F.col(f"_sp_s_{c}")) for c in columns if c in cfg.history_columns or c in (cfg.ts, FACT_TS)})
-    named.update({f"not the row written ({c})": F.col(f"_sp_w_{month}").isNotNull()
-                  & ~F.col(c).eqNullSafe(F.col(f"_sp_w_{c}")) for c in [month, *columns, LAST_MONTH]})
-    problems = F.concat_ws(", ", *(F.when(cond, F.lit(name)) for name, cond in named.items()))
-    return (joined.select(key, F.coalesce(F.col(month), F.col(f"_sp_w_{month}")).alias(month),
-                          problems.alias(PROBLEM)).where(F.col(PROBLEM) != "").distinct())
+    problems = F.concat_ws(", ", F.when(F.col("_sp_own") != "", F.col("_sp_own")), _problems(named))
+    return joined.select(key, F.coalesce(F.col(month), F.col("_sp_w_month")).alias(month), problems.alias(PROBLEM))
 
 
-Check = Callable[[], DataFrame]
+def _check(name: str, description: str, rows: DataFrame, examples: int) -> CheckResult:
+    """Count the rows with a problem in one pass; read a few of them only when there are any."""
+    bad = rows.where(F.col(PROBLEM) != "")
+    count = int(bad.agg(F.count(F.lit(1))).collect()[0][0])
+    shown = [r.asDict() for r in bad.orderBy(*bad.columns[:-1]).limit(examples).collect()] if count else []
+    return CheckResult(name, description, count, shown)
 
 
 def audit(spark: SparkSession, cfg: PipelineConfig, staged: Staged, examples: int = 5,
           say: Callable[[str], None] = lambda _line: None) -> list[CheckResult]:
-    """Run the audit's checks on the staged state; raises AuditError naming the offending keys when any fails.
-
-    Returns every check's result when all pass."""
-    written = staged.summary_written
-    previous = written.select(cfg.key, _month_string(month_index(F.col(cfg.month)) - 1).alias(cfg.month))
-    rows = written.unionByName(_neighbours(spark, cfg, staged, previous))
-    none = spark.table(staged.latest_at).limit(0)
-    checks: list[tuple[str, str, Check]] = [
-        ("staged_rows", "each row written is in the staged summary exactly once",
-         lambda: _staged_rows(spark, cfg, staged)),
-        ("array_length", "every history array written has history_length elements",
-         lambda: array_length(written, staged.latest_written, cfg)),
-        ("index_zero", "history index 0 is the row's own value", lambda: index_zero(written, none, cfg)),
-        ("shifted", "row m index k equals row m-1 index k-1", lambda: shifted(rows, none, cfg)),
-        ("grids", "grid columns equal their arrays", lambda: grids(written, none, cfg)),
-        ("latest_row", "each touched account's latest row is its newest month's summary row",
-         lambda: _latest(spark, cfg, staged, rows)),
-        ("base_ts", "base_ts within fact_base_ts and the previous row's base_ts",
-         lambda: _base_ts(cfg, rows, written)),
-    ]
-    results = []
-    for name, description, check in checks:
-        say(f"  auditing {name}: {description}")
-        bad = check()
-        shown = [r.asDict() for r in bad.orderBy(*bad.columns[:-1]).limit(examples).collect()]
-        count = bad.count() if shown else 0
-        results.append(CheckResult(name, description, count, shown))
+    """Run the audit on the staged state; raises AuditError naming the offending keys when a check fails, else
+    returns every check's result."""
+    say("  auditing counts: each staged table holds the rows it had plus the rows the run planned to add")
+    wrong = _counts(spark, staged)
+    results = [CheckResult("counts", "staged rows = rows before + rows planned", len(wrong),
+                           [{cfg.key: "", PROBLEM: w} for w in wrong])]
+    say("  auditing rows: array_length, index_zero, grids, shifted, base_ts of the summary rows written")
+    results.append(_check("rows", "the summary rows written pass validate's row checks",
+                          _rows(spark, cfg, staged), examples))
+    say("  auditing latest_row: each touched account's latest row")
+    results.append(_check("latest_row", "each touched account's latest row is its newest month's summary row",
+                          _latest(spark, cfg, staged), examples))
     failed = [r for r in results if not r.ok]
     if failed:
-        detail = "; ".join(f"{r.name}: {r.violations:,} row(s), e.g. " + ", ".join(
-            f"{e[cfg.key]}" + (f" {e[cfg.month]}" if e.get(cfg.month) else "") + f" ({e[PROBLEM]})"
-            for e in r.examples[:3]) for r in failed)
-        keys = sorted({str(e[cfg.key]) for r in failed for e in r.examples})
-        raise AuditError(f"the audit found {detail}", checks=[r.name for r in failed], accounts=keys)
+        def example(e: dict[str, object]) -> str:
+            where = " ".join(str(e[k]) for k in (cfg.key, cfg.month) if e.get(k))
+            return f"{where} ({e[PROBLEM]})" if where else str(e[PROBLEM])
+        detail = "; ".join(f"{r.name}: {r.violations:,} row(s), e.g. " + ", ".join(example(e) for e in r.examples[:3])
+                           for r in failed)
+        keys = sorted({str(e[cfg.key]) for r in failed for e in r.examples if e.get(cfg.key)})
+        branches = sorted({str(r) for r in staged.staged_refs.values() if isinstance(r, str)})
+        kept = (f"; the staged writes stay on branch {branches[0]} for inspection (inspect --run-id, or "
+                f"<table>.branch_{branches[0]} in SQL)") if branches else ""
+        raise AuditError(f"the audit found {detail}. Nothing was published{kept}. Fix the cause, then run the "
+                         "same command again.", checks=[r.name for r in failed], accounts=keys)
     return results

@@ -12,15 +12,42 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.core.prepare import is_active
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.tables import table_exists
 
-__all__ = ["ChangeRecord", "read_changes"]
+__all__ = ["INSERTED", "LATEST_MOVED", "TOMBSTONED", "UPDATED", "ChangeRecord", "change_rows", "read_changes"]
+
+#: The change record's kinds (docs/operations.md, "What changed").
+INSERTED, UPDATED, TOMBSTONED, LATEST_MOVED = "inserted", "updated", "tombstoned", "latest moved"
+
+
+def change_rows(cfg: PipelineConfig, summary: DataFrame, latest: DataFrame, existed: DataFrame | None,
+                run_id: str) -> DataFrame:
+    """(run id, account, month, table, kind) of every row a run wrote (``summary`` and ``latest`` rows).
+
+    A summary row is ``tombstoned`` when it is a deleted month's tombstone, else ``updated`` when its (account,
+    month) is in ``existed`` (the summary rows the run read before writing: every row it rewrites lies in the
+    windows it read, and a forward or new account's rows are new), else ``inserted``; each latest_summary row
+    written is ``latest moved``."""
+    keys = [cfg.key, cfg.month]
+    written = summary.select(*keys, is_active(cfg).alias("_sp_active"))
+    was = F.lit(False)
+    if existed is not None:
+        written = written.join(existed.select(*keys).withColumn("_sp_was", F.lit(True)), keys, "left")
+        was = F.coalesce(F.col("_sp_was"), F.lit(False))
+    kind = (F.when(~F.coalesce(F.col("_sp_active"), F.lit(False)), F.lit(TOMBSTONED))
+            .when(was, F.lit(UPDATED)).otherwise(F.lit(INSERTED)))
+    rows = written.select(*keys, F.lit("summary").alias("table_name"), kind.alias("kind"),
+                          (~was).alias("_sp_new")).unionByName(
+        latest.select(*keys, F.lit("latest_summary").alias("table_name"), F.lit(LATEST_MOVED).alias("kind"),
+                      F.lit(None).cast("boolean").alias("_sp_new")))
+    return rows.select(F.lit(run_id).alias("run_id"), *rows.columns)
 
 
 @dataclass

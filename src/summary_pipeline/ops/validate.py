@@ -34,7 +34,20 @@ from summary_pipeline.errors import NotReadyError
 from summary_pipeline.store.as_of import AsOf
 from summary_pipeline.store.tables import location, table_exists
 
-__all__ = ["CHECKS", "CheckResult", "Validation", "sample_accounts", "validate"]
+__all__ = [
+    "CHECKS",
+    "PREVIOUS",
+    "PROBLEM",
+    "CheckResult",
+    "Validation",
+    "grid_conditions",
+    "index_zero_conditions",
+    "length_conditions",
+    "sample_accounts",
+    "shift_conditions",
+    "validate",
+    "with_previous",
+]
 
 PROBLEM = "problem"
 
@@ -66,15 +79,15 @@ def duplicate_latest(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig)
     return counted.select(cfg.key, F.format_string("%d latest rows", F.col("count")).alias(PROBLEM))
 
 
+def length_conditions(cfg: PipelineConfig, table: str) -> dict[str, Column]:
+    """Per history column: the row's array is NULL or not H long (named ``<table>.<column>``)."""
+    return {f"{table}.{c}": F.coalesce(F.size(c) != cfg.history_length, F.lit(True)) for c in cfg.history_columns}
+
+
 def array_length(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Rows of either table with a history array that is NULL or not H long."""
-    h = cfg.history_length
-
-    def wrong(rows: DataFrame, table: str) -> DataFrame:
-        named = {f"{table}.{c}": F.coalesce(F.size(c) != h, F.lit(True)) for c in cfg.history_columns}
-        return _offending(rows, cfg, named)
-
-    return wrong(summary, "summary").unionByName(wrong(latest, "latest_summary"))
+    return (_offending(summary, cfg, length_conditions(cfg, "summary"))
+            .unionByName(_offending(latest, cfg, length_conditions(cfg, "latest_summary"))))
 
 
 def latest_row(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
@@ -99,31 +112,56 @@ def latest_row(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> Da
                          _problems(named).alias(PROBLEM)).where(F.col(PROBLEM) != "")
 
 
+def index_zero_conditions(cfg: PipelineConfig) -> dict[str, Column]:
+    """Per history column: index 0 is not the row's own rolling value (NULL for a tombstone)."""
+    active = is_active(cfg)
+    return {r.history_column: ~_same(F.col(r.history_column)[0], F.when(active, rolling_from_row(cfg, i)))
+            for i, r in enumerate(cfg.rolling_columns)}
+
+
 def index_zero(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Rows whose history index 0 is not their own rolling value (NULL for a tombstone)."""
-    active = is_active(cfg)
-    named = {r.history_column: ~_same(F.col(r.history_column)[0], F.when(active, rolling_from_row(cfg, i)))
-             for i, r in enumerate(cfg.rolling_columns)}
-    return _offending(summary, cfg, named)
+    return _offending(summary, cfg, index_zero_conditions(cfg))
+
+
+#: Prefix of the previous month's row's columns beside a row (:func:`with_previous`).
+PREVIOUS = "_sp_prev_"
+
+
+def with_previous(rows: DataFrame, previous: DataFrame, cfg: PipelineConfig, how: str = "inner") -> DataFrame:
+    """``rows`` beside the row of ``previous`` one month before (its history arrays and ``base_ts``, each
+    prefixed :data:`PREVIOUS`)."""
+    month = month_index(F.col(cfg.month))
+    before = previous.select(F.col(cfg.key).alias(f"{PREVIOUS}key"), (month + 1).alias(f"{PREVIOUS}next"),
+                             *(F.col(c).alias(f"{PREVIOUS}{c}") for c in (*cfg.history_columns, cfg.ts)))
+    on = (F.col(cfg.key) == F.col(f"{PREVIOUS}key")) & (month == F.col(f"{PREVIOUS}next"))
+    return rows.join(before, on, how)
+
+
+def shift_conditions(cfg: PipelineConfig) -> dict[str, Column]:
+    """Per history column, beside the previous row (:func:`with_previous`): the history is not the previous
+    month's moved one place (never true without a previous row)."""
+    h = cfg.history_length
+    return {c: F.col(f"{PREVIOUS}key").isNotNull()
+            & ~_same(F.slice(F.col(c), 2, h - 1), F.slice(F.col(f"{PREVIOUS}{c}"), 1, h - 1))
+            for c in cfg.history_columns}
 
 
 def shifted(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Rows whose history is not the previous month's history moved one place (where both rows exist)."""
+    return _offending(with_previous(summary, summary, cfg), cfg, shift_conditions(cfg))
+
+
+def grid_conditions(cfg: PipelineConfig) -> dict[str, Column]:
+    """Per grid column: the string differs from the one its array gives."""
     h = cfg.history_length
-    month = month_index(F.col(cfg.month))
-    previous = summary.select(F.col(cfg.key).alias("_sp_prev_key"), (month + 1).alias("_sp_prev_next"),
-                              *(F.col(c).alias(f"_sp_prev_{c}") for c in cfg.history_columns))
-    joined = summary.join(previous, (F.col(cfg.key) == F.col("_sp_prev_key")) & (month == F.col("_sp_prev_next")))
-    named = {c: ~_same(F.slice(F.col(c), 2, h - 1), F.slice(F.col(f"_sp_prev_{c}"), 1, h - 1))
-             for c in cfg.history_columns}
-    return _offending(joined, cfg, named)
+    return {g.name: ~_same(F.col(g.name), grid(F.col(f"{g.mapper_rolling_column}_history"), g, h))
+            for g in cfg.grid_columns}
 
 
 def grids(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
     """Rows whose grid columns differ from the strings their arrays give."""
-    h = cfg.history_length
-    named = {g.name: ~_same(F.col(g.name), grid(F.col(f"{g.mapper_rolling_column}_history"), g, h))
-             for g in cfg.grid_columns}
+    named = grid_conditions(cfg)
     if not named:
         return summary.select(cfg.key, cfg.month, F.lit("").alias(PROBLEM)).limit(0)
     return _offending(summary, cfg, named)

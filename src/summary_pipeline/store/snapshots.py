@@ -24,6 +24,7 @@ __all__ = [
     "NO_SNAPSHOT",
     "RUN_ID_PROPERTY",
     "iceberg_table",
+    "live_rows",
     "partition_fields",
     "restore",
     "snapshot_time",
@@ -114,6 +115,21 @@ def _since(table: Any, before: int | None) -> list[tuple[int, str | None]]:
         parent = snapshot.parentId()
         snapshot = table.snapshot(parent) if parent is not None else None
     return found
+
+
+def live_rows(spark: SparkSession, name: str, ref: int | str | None) -> int | None:
+    """Rows a reader of the table sees at snapshot id or branch ``ref``, from its snapshot summary (its data
+    files' records less its position deletes: no file is read); 0 for no snapshot; None when the summary does
+    not say (equality deletes, or a summary without totals)."""
+    if ref is None or ref == NO_SNAPSHOT:
+        return 0
+    snapshot = iceberg_table(spark, name).snapshot(ref)
+    if snapshot is None:
+        return None
+    summary = dict(snapshot.summary())
+    if "total-records" not in summary or int(summary.get("total-equality-deletes", "0")) != 0:
+        return None
+    return int(summary["total-records"]) - int(summary.get("total-position-deletes", "0"))
 
 
 def snapshot_time(spark: SparkSession, name: str, snapshot_id: int) -> dt.datetime | None:
