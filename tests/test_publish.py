@@ -71,6 +71,7 @@ def test_an_audit_failure_publishes_nothing_names_the_account_and_the_repaired_r
     assert_matches_oracle(spark, cfg, versions + batch)
 
 
+@pytest.mark.slow
 def test_no_audit_publishes_what_the_audit_would_refuse(spark: SparkSession) -> None:
     cfg = new_config(history_length=6, audit=False)
     versions = [version(1, m, i, ts=T0) for i, m in enumerate(_months(1, 3))]
@@ -89,10 +90,11 @@ def _changed(spark: SparkSession, cfg: Any, run_id: str) -> set[tuple[int, str, 
     return {(r[cfg.key], r[cfg.month], r["table_name"], r["kind"]) for r in record.rows}
 
 
+@pytest.mark.slow
 def test_change_records_tags_and_as_of_reads(spark: SparkSession, tmp_path: Path,
                                             cli_in_process: Callable[..., int],
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = new_config(history_length=6)
+    cfg = new_config(history_length=6, tags={"retain_days": 400})
     versions = [version(a, m, 10 * a + i, ts=T0) for a in (1, 2, 3) for i, m in enumerate(_months(1, 3))]
     load_source(spark, cfg, versions)
     first = run(spark, cfg, RunOptions(mode="initial"))
@@ -130,6 +132,9 @@ def test_change_records_tags_and_as_of_reads(spark: SparkSession, tmp_path: Path
     for table in (cfg.destination_table, cfg.latest_history_table):
         assert refs(spark, table)["report-2025-04"] == ("TAG", second.snapshots_after[table])
         assert refs(spark, table)["report-2025-03"] == ("TAG", first.snapshots_after[table])
+    retention = spark.sql(f"SELECT max_reference_age_in_ms FROM {cfg.destination_table}.refs "
+                          "WHERE name = 'report-2025-04'").collect()[0][0]
+    assert retention == 400 * 24 * 3600 * 1000  # tags.retain_days
     for reference in ("report-2025-03", first.run_id, between):
         as_of = resolve(spark, cfg, reference)
         assert [m["month"] for m in inspect_account(spark, cfg, "1", as_of=as_of).months] == _months(1, 3)[::-1]
