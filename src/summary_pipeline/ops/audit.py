@@ -43,6 +43,7 @@ from summary_pipeline.ops.validate import (
     grid_conditions,
     index_zero_conditions,
     length_conditions,
+    problem_names,
     shift_conditions,
     with_previous,
 )
@@ -68,10 +69,6 @@ class Staged:
     staged_refs: dict[str, str | int | None] = field(default_factory=dict)
     #: The run wrote summary whole (a full rebuild): every row that exists is a row written.
     whole: bool = False
-
-
-def _problems(named: dict[str, Column]) -> Column:
-    return F.concat_ws(", ", *(F.when(cond, F.lit(name)) for name, cond in named.items()))
 
 
 def _counts(spark: SparkSession, staged: Staged) -> list[str]:
@@ -114,7 +111,7 @@ def _rows(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame
     named.update({f"grids ({c})": cond for c, cond in grid_conditions(cfg).items()})
     named.update({f"shifted ({c})": cond for c, cond in shift_conditions(cfg).items()})
     named["base_ts"] = F.coalesce(ts < fact, F.lit(True)) | (prev_ts.isNotNull() & (ts > F.greatest(fact, prev_ts)))
-    return rows.select(cfg.key, cfg.month, _problems(named).alias(PROBLEM))
+    return rows.select(cfg.key, cfg.month, problem_names(named).alias(PROBLEM))
 
 
 def _latest(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame:
@@ -127,7 +124,7 @@ def _latest(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFra
                for c, cond in length_conditions(cfg, "latest_summary").items()}
     latest = (spark.table(staged.latest_at).join(touched, key, "left_semi")
               .select(key, month, LAST_MONTH, _fingerprint(*columns).alias("_sp_h"),
-                      _problems(lengths).alias("_sp_own")))
+                      problem_names(lengths).alias("_sp_own")))
     s = written.select(key, month, _fingerprint(*columns).alias("_sp_s_h"))
     w = staged.latest_written.select(key, F.col(month).alias("_sp_w_month"), F.col(LAST_MONTH).alias("_sp_w_last"),
                                      _fingerprint(*columns).alias("_sp_w_h"))
@@ -147,7 +144,7 @@ def _latest(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFra
                                                | ~F.col("_sp_w_month").eqNullSafe(F.col(month))
                                                | ~F.col("_sp_w_last").eqNullSafe(F.col(LAST_MONTH))),
     }
-    problems = F.concat_ws(", ", F.when(F.col("_sp_own") != "", F.col("_sp_own")), _problems(named))
+    problems = F.concat_ws(", ", F.when(F.col("_sp_own") != "", F.col("_sp_own")), problem_names(named))
     return joined.select(key, F.coalesce(F.col(month), F.col("_sp_w_month")).alias(month), problems.alias(PROBLEM))
 
 

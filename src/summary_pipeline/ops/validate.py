@@ -43,6 +43,7 @@ __all__ = [
     "grid_conditions",
     "index_zero_conditions",
     "length_conditions",
+    "problem_names",
     "sample_accounts",
     "shift_conditions",
     "validate",
@@ -56,7 +57,7 @@ def _same(a: Column, b: Column) -> Column:
     return a.eqNullSafe(b)
 
 
-def _problems(named: dict[str, Column]) -> Column:
+def problem_names(named: dict[str, Column]) -> Column:
     """The names whose condition holds, joined by ', ' (NULL conditions count as false)."""
     return F.concat_ws(", ", *(F.when(cond, F.lit(name)) for name, cond in named.items()))
 
@@ -64,7 +65,7 @@ def _problems(named: dict[str, Column]) -> Column:
 def _offending(rows: DataFrame, cfg: PipelineConfig, named: dict[str, Column], with_month: bool = True
                ) -> DataFrame:
     keys = [cfg.key, cfg.month] if with_month else [cfg.key]
-    return rows.select(*keys, _problems(named).alias(PROBLEM)).where(F.col(PROBLEM) != "")
+    return rows.select(*keys, problem_names(named).alias(PROBLEM)).where(F.col(PROBLEM) != "")
 
 
 def duplicate_rows(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> DataFrame:
@@ -109,7 +110,7 @@ def latest_row(summary: DataFrame, latest: DataFrame, cfg: PipelineConfig) -> Da
                   for c in columns if c != cfg.key})
     return joined.select(F.coalesce(F.col(f"_sp_e_{cfg.key}"), F.col(f"_sp_a_{cfg.key}")).alias(cfg.key),
                          F.coalesce(F.col(f"_sp_a_{cfg.month}"), F.col(f"_sp_e_{cfg.month}")).alias(cfg.month),
-                         _problems(named).alias(PROBLEM)).where(F.col(PROBLEM) != "")
+                         problem_names(named).alias(PROBLEM)).where(F.col(PROBLEM) != "")
 
 
 def index_zero_conditions(cfg: PipelineConfig) -> dict[str, Column]:
