@@ -402,9 +402,9 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
 
 
 def _resolve(spark: Any, cfg: PipelineConfig, reference: str | None) -> Any:
-    from summary_pipeline.store.as_of import resolve
+    from summary_pipeline.store.as_of import NOW, resolve
 
-    return resolve(spark, cfg, reference) if reference else None
+    return resolve(spark, cfg, reference) if reference else NOW
 
 
 def _cmd_changes(args: argparse.Namespace, console: Console) -> int:

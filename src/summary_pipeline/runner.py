@@ -200,9 +200,9 @@ def _replaces(spark: SparkSession, options: RunOptions, table: str) -> bool:
 
 
 def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, result: RunResult,
-           guard: RunGuard, progress: Progress) -> dict[str, str]:
+           guard: RunGuard, progress: Progress) -> None:
     """One commit per table, on the run's branch of it: the whole table for a full rebuild (or a missing
-    table), a MERGE otherwise. Returns where each table's staged state is read (for the audit)."""
+    table), a MERGE otherwise."""
     layout = cfg.layout
     targets = (
         ("summary", cfg.destination_table, computed.summary, [cfg.key, cfg.month], cfg.month, layout.summary_buckets,
@@ -210,7 +210,6 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         ("latest_summary", cfg.latest_history_table, computed.latest, [cfg.key], None, layout.latest_buckets,
          layout.properties(latest=True)),
     )
-    staged: dict[str, str] = {}
     for name, table, rows, keys, partition, buckets, properties in targets:
         ensure_namespace(spark, table)
         written, months, null_arrays = _figures(rows, partition, cfg)
@@ -218,10 +217,9 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
         replace = _replaces(spark, options, table)
         with _timed(result, f"write_{name}"):
             if replace:
-                staged[table] = _write_whole(spark, guard, table, rows, partition, buckets, cfg.key, properties)
+                _write_whole(spark, guard, table, rows, partition, buckets, cfg.key, properties)
             elif written:
-                staged[table] = guard.target(table)
-                guard.commit(table, partial(merge, spark, rows, staged[table], keys, months=months,
+                guard.commit(table, partial(merge, spark, rows, guard.target(table), keys, months=months,
                                             month_column=partition))
         if name == "summary":
             result.summary_rows_written = written
@@ -235,12 +233,11 @@ def _write(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, comput
     with _timed(result, "write_deletes"):
         _write_deletes(spark, cfg, options, computed, guard)
     guard.step("deletes")
-    return staged
 
 
 def _write_whole(spark: SparkSession, guard: RunGuard, table: str, rows: DataFrame, partition: str | None,
-                 buckets: int, key: str, properties: dict[str, str]) -> str:
-    """Write ``rows`` as the whole table, staged on the run's branch; returns where the staged state is read.
+                 buckets: int, key: str, properties: dict[str, str]) -> None:
+    """Write ``rows`` as the whole table, staged on the run's branch.
 
     A missing table is first created empty with the layout (on main: readers see an empty table where there
     was none). A table whose columns or partitioning differ from the rows' cannot stage a replacement on a
@@ -254,7 +251,7 @@ def _write_whole(spark: SparkSession, guard: RunGuard, table: str, rows: DataFra
     if (columns != [(f.name, f.dataType.simpleString()) for f in rows.schema]
             or partition_fields(spark, table) != partition_spec(partition, buckets, key)):
         guard.commit(table, partial(layout, rows, table))
-        return table
+        return
     wanted = table_properties_for(properties)
     changed = {k: v for k, v in wanted.items() if table_properties(spark, table).get(k) != v}
     if changed:  # metadata only: main's rows stay as they are
@@ -262,7 +259,6 @@ def _write_whole(spark: SparkSession, guard: RunGuard, table: str, rows: DataFra
         spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({listed})")
     target = guard.target(table)
     guard.commit(table, lambda: rows.writeTo(target).overwrite(F.lit(True)))
-    return target
 
 
 def _figures(rows: DataFrame, partition: str | None, cfg: PipelineConfig) -> tuple[int, list[str], int]:
@@ -326,8 +322,7 @@ def _write_changes(spark: SparkSession, cfg: PipelineConfig, options: RunOptions
 
 
 def _audit_and_publish(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed,
-                       staged: dict[str, str], added: dict[str, int], result: RunResult, guard: RunGuard,
-                       say: Progress) -> None:
+                       added: dict[str, int], result: RunResult, guard: RunGuard, say: Progress) -> None:
     """Check the staged state (unless the run or the config turned the audit off), then publish it."""
     wanted = cfg.audit if options.audit is None else options.audit
     if wanted and (result.summary_rows_written or result.latest_rows_written):
@@ -337,7 +332,7 @@ def _audit_and_publish(spark: SparkSession, cfg: PipelineConfig, options: RunOpt
             checks = audit(spark, cfg, Staged(
                 summary_written=computed.summary.select(*spark.table(summary).columns),
                 latest_written=computed.latest.select(*spark.table(latest).columns),
-                summary_at=staged.get(summary, summary), latest_at=staged.get(latest, latest),
+                summary_at=guard.staged_at(summary), latest_at=guard.staged_at(latest),
                 months=result.months_written or [], added=added, before=dict(result.snapshots_before),
                 staged_refs={t: guard.branch if t in guard.staged else snapshot_now(spark, t)
                              for t in (summary, latest)},
@@ -494,11 +489,11 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
             return
         say("")
         say("Rebuilding history arrays and writing (one commit per table, staged on the run's branch)...")
-        staged = _write(spark, cfg, options, computed, result, guard, say)
+        _write(spark, cfg, options, computed, result, guard, say)
         with _timed(result, "write_changes"):
             added = _write_changes(spark, cfg, options, computed, state, result, guard)
         guard.step("changes")
-        _audit_and_publish(spark, cfg, options, computed, staged, added, result, guard, say)
+        _audit_and_publish(spark, cfg, options, computed, added, result, guard, say)
     finally:
         try:
             if prepared is not None:

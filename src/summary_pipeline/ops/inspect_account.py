@@ -21,7 +21,7 @@ from summary_pipeline.config import PipelineConfig
 from summary_pipeline.core.engine import month_name
 from summary_pipeline.core.prepare import is_active
 from summary_pipeline.errors import NotReadyError, UnknownAccountError
-from summary_pipeline.store.as_of import AsOf
+from summary_pipeline.store.as_of import NOW, AsOf
 from summary_pipeline.store.tables import location, table_exists
 
 __all__ = ["AccountView", "inspect_account"]
@@ -59,7 +59,7 @@ def _key_literal(spark: SparkSession, cfg: PipelineConfig, key: str) -> Any:
 
 
 def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_name: str = "config",
-                    as_of: AsOf | None = None) -> AccountView:
+                    as_of: AsOf = NOW) -> AccountView:
     """Read one account from summary and latest_summary (each read filtered by key; Iceberg skips files whose
     key range excludes it).
 
@@ -69,7 +69,6 @@ def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_n
 
     ``as_of`` reads the tables as a run, tag, branch or timestamp left them (:mod:`summary_pipeline.store.as_of`).
     """
-    read = as_of.read if as_of is not None else (lambda s, t: s.table(t))
     for table in (cfg.destination_table, cfg.latest_history_table):
         if not table_exists(spark, table):
             raise NotReadyError(f"{table} does not exist in {location(spark, config_name)}: run --mode initial "
@@ -78,20 +77,20 @@ def inspect_account(spark: SparkSession, cfg: PipelineConfig, key: str, config_n
     rolling = [r.name for r in cfg.rolling_columns]
     h = cfg.history_length
     code = F.col(cfg.soft_delete.column)
-    rows = (read(spark, cfg.destination_table).where(F.col(cfg.key) == F.lit(value))
+    rows = (as_of.read(spark, cfg.destination_table).where(F.col(cfg.key) == F.lit(value))
             .select(F.col(cfg.month).alias("month"),
                     F.when(~is_active(cfg), F.concat(F.lit("tombstone "), code)).alias("_sp_tombstone"),
                     *(F.col(r.history_column)[0].alias(r.name) for r in cfg.rolling_columns),
                     F.col(cfg.ts).alias("base_ts"), F.col("fact_base_ts"),
                     *(F.col(g.name) for g in cfg.grid_columns))
             .orderBy(F.col(cfg.month).desc()).collect())
-    latest = (read(spark, cfg.latest_history_table).where(F.col(cfg.key) == F.lit(value))
+    latest = (as_of.read(spark, cfg.latest_history_table).where(F.col(cfg.key) == F.lit(value))
               .select(cfg.month, cfg.ts, *cfg.history_columns).collect())
     if not rows and not latest:
         raise UnknownAccountError(f"account {key} has no row in {cfg.destination_table} or "
                                   f"{cfg.latest_history_table}", account=key)
     view = AccountView(key, cfg.destination_table, cfg.latest_history_table, rolling,
-                       as_of=as_of.label if as_of is not None else None)
+                       as_of=as_of.label or None)
     if latest:
         view.latest_month, view.latest_base_ts = latest[0][cfg.month], latest[0][cfg.ts]
     for row in rows:

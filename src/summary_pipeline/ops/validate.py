@@ -31,7 +31,7 @@ from summary_pipeline.core.history import LAST_MONTH, grid
 from summary_pipeline.core.prepare import is_active, month_index
 from summary_pipeline.core.versions import rolling_from_row
 from summary_pipeline.errors import NotReadyError
-from summary_pipeline.store.as_of import AsOf
+from summary_pipeline.store.as_of import NOW, AsOf
 from summary_pipeline.store.tables import location, table_exists
 
 __all__ = [
@@ -246,7 +246,7 @@ def sample_accounts(df: DataFrame, cfg: PipelineConfig, fraction: float | None) 
 
 def validate(spark: SparkSession, cfg: PipelineConfig, sample: float | None = None, examples: int = 5,
              say: Callable[[str], None] = lambda _line: None, config_name: str = "config",
-             as_of: AsOf | None = None) -> Validation:
+             as_of: AsOf = NOW) -> Validation:
     """Run every check on the tables (or a sample of accounts) and return the report; ``as_of`` checks them as
     a run, tag, branch or timestamp left them (:mod:`summary_pipeline.store.as_of`).
 
@@ -257,11 +257,10 @@ def validate(spark: SparkSession, cfg: PipelineConfig, sample: float | None = No
         if not table_exists(spark, table):
             raise NotReadyError(f"{table} does not exist in {location(spark, config_name)}: run --mode initial "
                                 "first, then validate", table=table)
-    read = as_of.read if as_of is not None else (lambda s, t: s.table(t))
-    summary = sample_accounts(read(spark, cfg.destination_table), cfg, sample)
-    latest = sample_accounts(read(spark, cfg.latest_history_table), cfg, sample)
+    summary = sample_accounts(as_of.read(spark, cfg.destination_table), cfg, sample)
+    latest = sample_accounts(as_of.read(spark, cfg.latest_history_table), cfg, sample)
     report = Validation(cfg.destination_table, cfg.latest_history_table, sample,
-                        as_of=as_of.label if as_of is not None else None)
+                        as_of=as_of.label or None)
     figures = summary.agg(F.count(F.lit(1)), F.max(cfg.month), F.max(cfg.ts)).collect()[0]
     report.summary_rows, report.latest_month, report.latest_base_ts = int(figures[0]), figures[1], figures[2]
     report.latest_rows = latest.count()

@@ -25,7 +25,7 @@ from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.refs import refs, run_branch
 
-__all__ = ["AsOf", "resolve"]
+__all__ = ["NOW", "AsOf", "resolve"]
 
 _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 
@@ -43,6 +43,10 @@ class AsOf:
         for key, value in self.options.get(table, {}).items():
             reader = reader.option(key, value)
         return reader.table(table)
+
+
+#: The tables as they are now (no label: nothing to say about which state is read).
+NOW = AsOf("")
 
 
 def _timestamp(text: str) -> dt.datetime | None:

@@ -253,13 +253,17 @@ class RunGuard:
             self.staged.append(table)
         return at_ref(table, self.branch)
 
+    def staged_at(self, table: str) -> str:
+        """Where ``table``'s state after this run's writes is read: its branch, or main for a table the run did
+        not stage (unwritten, or replaced on main)."""
+        return at_ref(table, self.branch) if table in self.staged else table
+
     def publish(self) -> None:
         """Fast-forward each staged table's main to the run's branch, in :func:`data_tables` order."""
         with phase("publish"):
             for table in [t for t in data_tables(self.cfg) if t in self.staged]:
                 self.lock.check()
-                self.tagged(partial(fast_forward, self.spark, table, self.branch))
-                self.expected[table] = state(self.spark, table)
+                self.expected[table] = self.tagged(partial(fast_forward, self.spark, table, self.branch))
                 if table == self.cfg.destination_table:
                     self.step("published_summary")  # main of summary moved, latest_summary's not yet
             self.step("published")

@@ -47,8 +47,7 @@ def run_branch(run_id: str) -> str:
 
 
 def at_ref(table: str, ref: str) -> str:
-    """The identifier that reads (or writes) ``table`` at branch or tag ``ref`` (Iceberg's ``branch_`` /
-    ``tag_`` suffix; a tag is read-only).
+    """The identifier that reads or writes ``table`` at branch ``ref`` (Iceberg's ``branch_`` suffix).
 
     >>> at_ref("default.summary", "sp_run_1")
     'default.summary.branch_sp_run_1'
@@ -106,12 +105,12 @@ def drop_ref(spark: SparkSession, name: str, ref: str) -> None:
     spark.catalog.refreshTable(name)
 
 
-def drop_run_branches(spark: SparkSession, tables: tuple[str, ...], keep: str | None = None) -> list[str]:
-    """Remove every run branch but ``keep`` from the tables; returns 'table: branch' per branch removed."""
+def drop_run_branches(spark: SparkSession, tables: tuple[str, ...]) -> list[str]:
+    """Remove every run branch from the tables; returns 'table: branch' per branch removed."""
     gone = []
     for name in tables:
         for ref, (kind, _) in refs(spark, name).items():
-            if kind == "BRANCH" and ref.startswith(BRANCH_PREFIX) and ref != keep:
+            if kind == "BRANCH" and ref.startswith(BRANCH_PREFIX):
                 drop_ref(spark, name, ref)
                 gone.append(f"{name}: {ref}")
     return gone
