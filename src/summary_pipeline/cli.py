@@ -4,6 +4,7 @@ Two forms, as the seed shows::
 
     summary-pipeline --config summary_config.json [--mode incremental] ...     # run the pipeline
     summary-pipeline generate|demo --config summary_config.json ...            # synthetic data, the demo
+    summary-pipeline evolve --config new_config.json [--dry-run]              # apply a config change
     summary-pipeline runs|rollback|unlock|maintain --config summary_config.json  # ledger, lock, upkeep
     summary-pipeline validate --config summary_config.json [--sample 0.01]      # check the tables
     summary-pipeline inspect --config summary_config.json --account 42          # one account, month by month
@@ -46,6 +47,7 @@ _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 #: Every command, with the one line ``summary-pipeline --help`` and its own ``--help`` show for it.
 COMMANDS = {
     "run": "build or update summary and latest_summary (the default: --config ... --mode ...)",
+    "evolve": "apply a changed config to built tables as one run: the changed columns, or a full rebuild",
     "runs": "list the runs in the ledger, newest first",
     "rollback": "put summary, latest_summary and the watermark back to before a run",
     "unlock": "clear the run lock by hand (the next run undoes what the holder left half-done)",
@@ -158,6 +160,17 @@ def _benchmark_parser() -> argparse.ArgumentParser:
                         "scratch, initial and incremental always run)")
     parser.add_argument("--json", help="where to write the figures (default benchmark-<profile>.json, or "
                         "benchmark-<profile>-reuse.json when the call reused kept tables)")
+    return parser
+
+
+def _evolve_parser() -> argparse.ArgumentParser:
+    parser = _parser("evolve")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (the changes, the path, what it reads and writes); write nothing "
+                        "(default: off)")
+    parser.add_argument("--no-audit", action="store_true",
+                        help="publish without auditing the evolved tables first (default: audit, unless the "
+                        "config's audit is false)")
     return parser
 
 
@@ -305,6 +318,19 @@ def _cmd_run(args: argparse.Namespace, options: RunOptions, console: Console) ->
     return 0
 
 
+def _cmd_evolve(args: argparse.Namespace, console: Console) -> int:
+    from summary_pipeline.runner import evolve
+
+    cfg = load_config(args.config)
+    console.banner("evolve", args.dry_run)
+    console.ignored_keys(cfg.ignored_keys())
+    options = RunOptions(mode="evolve", dry_run=args.dry_run, audit=False if args.no_audit else None)
+    with _session(console, cfg, args.warehouse) as spark:
+        result = evolve(spark, cfg, options, progress=console.progress, config_name=args.config)
+    console.finished(result)
+    return 0
+
+
 def _cmd_generate(args: argparse.Namespace, console: Console, demo: bool) -> int:
     from summary_pipeline.spark import under_spark_submit, warehouse_dir
     from summary_pipeline.tools import demo as demo_module
@@ -429,6 +455,8 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         return _inspect_parser()
     if command == "changes":
         return _changes_parser()
+    if command == "evolve":
+        return _evolve_parser()
     if command in ("generate", "demo"):
         return _generate_parser(command)
     if command == "source-ddl":
@@ -464,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _handle(console, args.verbose, lambda: _cmd_inspect(args, console))
     if command == "changes":
         return _handle(console, args.verbose, lambda: _cmd_changes(args, console))
+    if command == "evolve":
+        return _handle(console, args.verbose, lambda: _cmd_evolve(args, console))
     if command == "source-ddl":
         return _handle(console, args.verbose, lambda: _cmd_source_ddl(args))
     return _handle(console, args.verbose, lambda: _cmd_ledger(args, console, command))

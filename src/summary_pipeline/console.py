@@ -48,6 +48,7 @@ _TITLES = {
     "rollback": "ROLLBACK",
     "maintain": "TABLE MAINTENANCE",
     "validate": "VALIDATE",
+    "evolve": "EVOLVE (APPLY A CONFIG CHANGE)",
 }
 
 

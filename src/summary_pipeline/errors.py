@@ -18,6 +18,7 @@ __all__ = [
     "CommitFailed",
     "ConfigError",
     "ConflictError",
+    "DefinitionChangedError",
     "LockLostError",
     "LockedError",
     "NotReadyError",
@@ -113,6 +114,12 @@ class RunInterruptedError(SummaryPipelineError):
 
 class ConflictError(SummaryPipelineError):
     """Another writer committed to a table during this run; this run's writes were undone."""
+
+
+class DefinitionChangedError(SummaryPipelineError):
+    """The config's definition differs from the one that built the tables: a run would mix the two."""
+
+    exit_code = 2
 
 
 class AuditError(SummaryPipelineError):

@@ -84,6 +84,9 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     message: str | None = None
     error: str | None = field(default=None, metadata=stored("string"))
+    #: The definition the run's config gives the tables (definition.py), as JSON; None for runs that change no
+    #: row (rollback, maintain). The latest succeeded run's is the definition the tables hold.
+    definition: str | None = field(default=None, metadata=stored("string"))
 
     @property
     def rejected_total(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ from summary_pipeline.core.engine import (
     outputs,
     rebuilt_rows,
 )
+from summary_pipeline.core.evolve import COLUMNS, REBUILD, EvolvePlan, evolved, misfits, plan_evolve, with_inferred
 from summary_pipeline.core.facts import (
     FROM_BATCH,
     KIND,
@@ -47,6 +49,7 @@ from summary_pipeline.core.facts import (
 )
 from summary_pipeline.core.history import LAST_MONTH
 from summary_pipeline.core.prepare import INVALID_DATES, MONTH_INDEX, RAW, REJECT, count_of, prepare
+from summary_pipeline.definition import changes, check_definition, config_of, definition, recorded_definition
 from summary_pipeline.errors import NotReadyError, RejectThresholdError, TablesNotEmptyError
 from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.modes import check_arguments, select_batch
@@ -57,7 +60,7 @@ from summary_pipeline.preflight import check_against_source, read_source
 from summary_pipeline.progress import phase
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.store.ledger import committed_watermark, ledger_rows
-from summary_pipeline.store.protocol import RunGuard, StepHook
+from summary_pipeline.store.protocol import RunGuard, StepHook, mark_definition
 from summary_pipeline.store.refs import tag
 from summary_pipeline.store.snapshots import NO_SNAPSHOT, partition_fields, table_properties
 from summary_pipeline.store.snapshots import state as snapshot_now
@@ -72,7 +75,7 @@ from summary_pipeline.store.tables import (
     table_properties_for,
 )
 
-__all__ = ["Progress", "read_watermark", "run"]
+__all__ = ["Progress", "evolve", "read_watermark", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -381,8 +384,13 @@ def next_watermark(options: RunOptions, previous: dt.datetime | None, read_max: 
 
 
 def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, watermark: dt.datetime | None,
-            config_name: str) -> None:
-    """Refusals that depend on the tables' state: checked under the lock, before anything is recorded."""
+            config_name: str, ledger: list[dict[str, Any]]) -> None:
+    """Refusals that depend on the tables' state: checked under the lock, before anything is recorded.
+
+    Every mode but initial (which builds everything under its config) refuses a config whose definition
+    differs from the one the ledger records for the tables (docs/operations.md, "Changing the config")."""
+    if options.mode != "initial":
+        check_definition(cfg, ledger, config_name)
     tables = (cfg.destination_table, cfg.latest_history_table)
     if options.mode == "initial" and not options.replace and not all(is_empty(spark, t) for t in tables):
         raise TablesNotEmptyError(
@@ -414,21 +422,23 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     """
     say = progress or _log_progress
     result = new_result(options.mode, cfg, dataclasses.asdict(options), options.dry_run)
+    result.definition = json.dumps(definition(cfg), sort_keys=True)
     start = time.monotonic()
     source = read_source(spark, cfg, config_name)
     check_against_source(source, cfg, config_name)
     check_arguments(source, options)
     with job_group(spark, result.run_id, options.mode):
         if options.dry_run:
-            watermark = read_watermark(spark, cfg)
-            _refuse(spark, cfg, options, watermark, config_name)
+            ledger = ledger_rows(spark, cfg.ledger_table)
+            watermark = read_watermark(spark, cfg, ledger)
+            _refuse(spark, cfg, options, watermark, config_name, ledger)
             _execute(spark, cfg, options, source, watermark, result, None, say)
             result.status = "planned"
             result.metrics.update(spark_figures(spark, result.run_id))
         else:
             with RunGuard(spark, cfg, result, say, on_step) as guard:
                 watermark = read_watermark(spark, cfg, guard.ledger)
-                _refuse(spark, cfg, options, watermark, config_name)
+                _refuse(spark, cfg, options, watermark, config_name, guard.ledger)
                 result.watermark_read = result.watermark_committed = watermark
                 guard.start(when_writing=True)
                 _execute(spark, cfg, options, source, watermark, result, guard, say)
@@ -436,8 +446,130 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
                 result.timings["total"] = round(time.monotonic() - start, 3)
                 guard.succeed(dt.datetime.now())
                 _tag(spark, cfg, options, result, say)
+                _mark(spark, cfg, result, guard.ledger)
     result.timings["total"] = round(time.monotonic() - start, 3)
     return result
+
+
+def _mark(spark: SparkSession, cfg: PipelineConfig, result: RunResult, ledger: list[dict[str, Any]]) -> None:
+    """After the commit point, give the tables the run's definition as properties, when it wrote or when the
+    tables had none recorded yet (their adoption: docs/operations.md, "Changing the config")."""
+    found = recorded_definition(ledger)
+    if result.summary_rows_written or result.latest_rows_written or found is None or result.mode == "evolve" \
+            or found[0] != json.loads(result.definition or "null"):
+        mark_definition(spark, cfg, json.loads(result.definition or "null"))
+
+
+def evolve(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progress: Progress | None = None,
+           config_name: str = "config", on_step: StepHook | None = None) -> RunResult:
+    """Apply a config change to the tables as one run (``summary-pipeline evolve``): plan it
+    (:func:`~summary_pipeline.core.evolve.plan_evolve`), then recompute the changed columns from the rows the
+    tables hold, or rebuild every row from the source as ``initial`` does. Staged, audited and published like
+    every run; a dry run prints the plan and writes nothing."""
+    say = progress or _log_progress
+    result = new_result("evolve", cfg, dataclasses.asdict(options), options.dry_run)
+    result.definition = json.dumps(definition(cfg), sort_keys=True)
+    start = time.monotonic()
+    source = read_source(spark, cfg, config_name)
+    check_against_source(source, cfg, config_name)
+    with job_group(spark, result.run_id, "evolve"):
+        if options.dry_run:
+            _evolve(spark, cfg, options, source, ledger_rows(spark, cfg.ledger_table), result, None, say,
+                    config_name)
+            result.status = "planned"
+        else:
+            with RunGuard(spark, cfg, result, say, on_step) as guard:
+                _evolve(spark, cfg, options, source, guard.ledger, result, guard, say, config_name)
+                result.timings["total"] = round(time.monotonic() - start, 3)
+                guard.succeed(dt.datetime.now())
+                _mark(spark, cfg, result, guard.ledger)
+    result.timings["total"] = round(time.monotonic() - start, 3)
+    return result
+
+
+def _evolve(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, source: DataFrame,
+            ledger: list[dict[str, Any]], result: RunResult, guard: RunGuard | None, say: Progress,
+            config_name: str) -> None:
+    """Plan the change and carry it out (with a guard) or count what it would write (a dry run)."""
+    if is_empty(spark, cfg.destination_table):
+        raise NotReadyError(f"{cfg.destination_table} is empty or missing in {location(spark, config_name)}: there "
+                            "is nothing to evolve; run --mode initial to build it under this config",
+                            table=cfg.destination_table)
+    watermark = read_watermark(spark, cfg, ledger)
+    result.watermark_read = result.watermark_committed = watermark
+    found = recorded_definition(ledger)
+    if found is None:
+        old, plan = None, EvolvePlan((), REBUILD, "no run recorded the definition that built the tables (they "
+                                     "predate this release): every row is built again")
+    else:
+        diff = changes(found[0], definition(cfg))
+        if not diff:
+            say("Nothing to evolve: the tables were built under this config's definition "
+                f"(recorded by run {found[1]['run_id']})")
+            result.message = "nothing to evolve"
+            if guard is not None:
+                guard.start(when_writing=True)
+            return
+        old = config_of(cfg, found[0])
+        plan = plan_evolve(cfg, old, diff, spark.table(cfg.destination_table))
+    if plan.path == COLUMNS:
+        plan = _fits(spark, cfg, plan, result)
+    result.message = f"{plan.path} path"
+    for line in plan.lines(cfg):
+        say(line)
+    if guard is not None:
+        guard.start(when_writing=True)
+    if plan.path == COLUMNS and old is not None:
+        _evolve_columns(spark, cfg, old, plan, options, result, guard, say)
+    else:
+        _execute(spark, cfg, dataclasses.replace(options, mode="initial", replace=True), source, watermark,
+                 result, guard, say)
+
+
+def _fits(spark: SparkSession, cfg: PipelineConfig, plan: EvolvePlan, result: RunResult) -> EvolvePlan:
+    """The plan, or the rebuild path when a new rolling value of a summary or deletes row does not fit its
+    type: its version would be rejected under the new config (SPEC 9), which changes R."""
+    if not plan.rolling:
+        return plan
+    with _timed(result, "read"):
+        bad = sum(int(spark.table(t).transform(lambda rows: with_inferred(rows, cfg, plan))
+                      .agg(misfits(cfg, plan)).collect()[0][0]) for t in (cfg.destination_table, cfg.deletes_table))
+    if not bad:
+        return plan
+    return dataclasses.replace(plan, path=REBUILD, why=f"{bad:,} rows have a new rolling value that does not fit "
+                               "its type: their versions are rejected under the new config, which changes R")
+
+
+def _evolve_columns(spark: SparkSession, cfg: PipelineConfig, old: PipelineConfig, plan: EvolvePlan,
+                    options: RunOptions, result: RunResult, guard: RunGuard | None, say: Progress) -> None:
+    """The columns path: recompute the changed columns from the rows, then write the three tables whole."""
+    summary, latest, deletes = (spark.table(t) for t in (cfg.destination_table, cfg.latest_history_table,
+                                                            cfg.deletes_table))
+    whole = dataclasses.replace(options, mode="initial", replace=True)
+    with _timed(result, "rebuild"):
+        computed = evolved(cfg, old, plan, summary, latest, deletes)
+        # Computed once, before the writes replace the tables they are read from.
+        computed = dataclasses.replace(computed, summary=materialize(computed.summary))
+        computed = dataclasses.replace(computed, latest=materialize(computed.latest),
+                                       deletes_upsert=materialize(computed.deletes_upsert))
+    _finish(spark, cfg, whole, computed, State(), result, guard, say,
+            "Writing the evolved tables (one commit per table)...")
+
+
+def _finish(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, state: State,
+            result: RunResult, guard: RunGuard | None, say: Progress, heading: str) -> None:
+    """Write what the run computed, its change record, then audit and publish; a dry run (no guard) counts."""
+    if guard is None:
+        result.summary_rows_written = computed.summary.count()
+        result.latest_rows_written = computed.latest.count()
+        return
+    say("")
+    say(heading)
+    _write(spark, cfg, options, computed, result, guard, say)
+    with _timed(result, "write_changes"):
+        added = _write_changes(spark, cfg, options, computed, state, result, guard)
+    guard.step("changes")
+    _audit_and_publish(spark, cfg, options, computed, added, result, guard, say)
 
 
 def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, source: DataFrame,
@@ -483,17 +615,8 @@ def _execute(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, sour
             built = materialize(rebuilt_rows(facts, state, cfg))
             computed = outputs(built, facts, state, read_older(spark, cfg, plan, facts), cfg)
             computed = dataclasses.replace(computed, latest=materialize(computed.latest))
-        if guard is None:
-            result.summary_rows_written = computed.summary.count()
-            result.latest_rows_written = computed.latest.count()
-            return
-        say("")
-        say("Rebuilding history arrays and writing (one commit per table, staged on the run's branch)...")
-        _write(spark, cfg, options, computed, result, guard, say)
-        with _timed(result, "write_changes"):
-            added = _write_changes(spark, cfg, options, computed, state, result, guard)
-        guard.step("changes")
-        _audit_and_publish(spark, cfg, options, computed, added, result, guard, say)
+        _finish(spark, cfg, options, computed, state, result, guard, say,
+                "Rebuilding history arrays and writing (one commit per table, staged on the run's branch)...")
     finally:
         try:
             if prepared is not None:

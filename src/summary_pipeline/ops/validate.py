@@ -30,8 +30,10 @@ from summary_pipeline.core.facts import FACT_TS
 from summary_pipeline.core.history import LAST_MONTH, grid
 from summary_pipeline.core.prepare import is_active, month_index
 from summary_pipeline.core.versions import rolling_from_row
+from summary_pipeline.definition import check_definition
 from summary_pipeline.errors import NotReadyError
 from summary_pipeline.store.as_of import NOW, AsOf
+from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.tables import location, table_exists
 
 __all__ = [
@@ -252,11 +254,16 @@ def validate(spark: SparkSession, cfg: PipelineConfig, sample: float | None = No
 
     Raises:
         NotReadyError: a table is missing (run ``--mode initial`` first).
+        DefinitionChangedError: the tables as they are now were built under another definition, whose checks
+            would differ (validate them with the config that built them).
     """
     for table in (cfg.destination_table, cfg.latest_history_table):
         if not table_exists(spark, table):
             raise NotReadyError(f"{table} does not exist in {location(spark, config_name)}: run --mode initial "
                                 "first, then validate", table=table)
+    if as_of is NOW:
+        check_definition(cfg, ledger_rows(spark, cfg.ledger_table), config_name,
+                         "validate with the config that built them")
     summary = sample_accounts(as_of.read(spark, cfg.destination_table), cfg, sample)
     latest = sample_accounts(as_of.read(spark, cfg.latest_history_table), cfg, sample)
     report = Validation(cfg.destination_table, cfg.latest_history_table, sample,

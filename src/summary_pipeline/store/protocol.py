@@ -43,6 +43,7 @@ from pyspark.sql import SparkSession
 
 from summary_pipeline import interrupts
 from summary_pipeline.config import PipelineConfig
+from summary_pipeline.definition import DEFINITION_PROPERTY, FINGERPRINT_PROPERTY, fingerprint, recorded_definition
 from summary_pipeline.errors import (
     ConflictError,
     LockLostError,
@@ -66,9 +67,10 @@ from summary_pipeline.store.refs import (
     fast_forward,
     run_branch,
 )
-from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, restore, state, tagged
+from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, restore, set_properties, state, tagged
 
-__all__ = ["STEPS", "RunGuard", "StepHook", "data_tables", "rollback", "rollback_plan", "settle_plan"]
+__all__ = ["STEPS", "RunGuard", "StepHook", "data_tables", "mark_definition", "rollback", "rollback_plan",
+           "settle_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,20 @@ StepHook = Callable[[str], None]
 def data_tables(cfg: PipelineConfig) -> tuple[str, str, str, str]:
     """The tables a run's undo puts back: summary, latest_summary, the deletes table and the change record."""
     return cfg.destination_table, cfg.latest_history_table, cfg.deletes_table, cfg.changes_table
+
+
+def mark_definition(spark: SparkSession, cfg: PipelineConfig, defn: dict[str, Any] | None) -> list[str]:
+    """Give each data table the fingerprint (and the JSON) of ``defn``, the definition the ledger now says
+    the tables hold. Called after a commit point: the ledger row is the record, the properties a copy for
+    other readers, so a failure only warns and the next writing run sets them. Returns the tables changed."""
+    if defn is None:
+        return []
+    wanted = {FINGERPRINT_PROPERTY: fingerprint(defn), DEFINITION_PROPERTY: json.dumps(defn, sort_keys=True)}
+    try:
+        return [t for t in data_tables(cfg) if state(spark, t) is not None and set_properties(spark, t, wanted)]
+    except Exception as err:
+        log.warning("could not record the definition on the tables: %s", describe(err))
+        return []
 
 
 class RunGuard:
@@ -460,4 +476,6 @@ def rollback(spark: SparkSession, cfg: PipelineConfig, result: RunResult, run_id
         for line in done or ["the tables were already as before that run"]:
             say(f"  {line}")
         guard.succeed(dt.datetime.now())
+        found = recorded_definition(ledger_rows(spark, cfg.ledger_table))  # the definition before that run
+        mark_definition(spark, cfg, found[0] if found else None)
     return result

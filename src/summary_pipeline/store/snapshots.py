@@ -27,6 +27,7 @@ __all__ = [
     "live_rows",
     "partition_fields",
     "restore",
+    "set_properties",
     "snapshot_time",
     "state",
     "swap_properties",
@@ -184,10 +185,29 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
             spark.sql(f"DELETE FROM {name}")
             done.append(f"{name}: emptied (it had no snapshot before)")
         else:
-            table.manageSnapshots().setCurrentSnapshot(snapshot_id).commit()
+            _set_current(spark, table, snapshot_id)
             done.append(f"{name}: back to snapshot {snapshot_id}")
         spark.catalog.refreshTable(name)
     return done
+
+
+def _set_current(spark: SparkSession, table: Any, snapshot_id: int) -> None:
+    """Make ``snapshot_id`` main's snapshot and its schema the table's, in one metadata commit.
+
+    Iceberg's own rollback moves only the snapshot: after a run that changed the columns (``evolve``, a
+    rebuild under a new config), the old rows would be read through the new schema, its added columns NULL
+    and its dropped ones missing. Putting the snapshot's schema back with it restores the table as it was.
+    """
+    jvm = spark._jvm
+    assert jvm is not None
+    ops = table.operations()
+    base = ops.refresh()
+    builder = jvm.org.apache.iceberg.TableMetadata.buildFrom(base)
+    schema_id = base.snapshot(snapshot_id).schemaId()
+    if schema_id is not None and int(schema_id) != int(base.currentSchemaId()):
+        builder.setCurrentSchema(int(schema_id))
+    builder.setBranchSnapshot(snapshot_id, "main")
+    ops.commit(base, builder.build())
 
 
 def partition_fields(spark: SparkSession, name: str) -> list[tuple[str, str]]:
@@ -200,6 +220,20 @@ def partition_fields(spark: SparkSession, name: str) -> list[tuple[str, str]]:
 def table_properties(spark: SparkSession, name: str) -> dict[str, str]:
     """The table's properties as the catalog holds them now."""
     return {str(k): str(v) for k, v in dict(iceberg_table(spark, name).properties()).items()}
+
+
+def set_properties(spark: SparkSession, name: str, properties: Mapping[str, str]) -> bool:
+    """Set table properties where they differ (a metadata commit, no snapshot); True when it changed any."""
+    table = iceberg_table(spark, name)
+    current = dict(table.properties())
+    changed = {k: v for k, v in properties.items() if current.get(k) != v}
+    if not changed:
+        return False
+    update = table.updateProperties()
+    for key, value in changed.items():
+        update = update.set(key, value)
+    update.commit()
+    return True
 
 
 def swap_properties(spark: SparkSession, name: str, decide: Callable[[dict[str, str]], Mapping[str, str | None]]
