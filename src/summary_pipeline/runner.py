@@ -39,7 +39,16 @@ from summary_pipeline.core.engine import (
     outputs,
     rebuilt_rows,
 )
-from summary_pipeline.core.evolve import COLUMNS, REBUILD, EvolvePlan, evolved, misfits, plan_evolve, with_inferred
+from summary_pipeline.core.evolve import (
+    COLUMNS,
+    REBUILD,
+    EvolvePlan,
+    evolved,
+    misfits,
+    new_histories,
+    plan_evolve,
+    with_inferred,
+)
 from summary_pipeline.core.facts import (
     FROM_BATCH,
     KIND,
@@ -540,20 +549,47 @@ def _fits(spark: SparkSession, cfg: PipelineConfig, plan: EvolvePlan, result: Ru
                                "its type: their versions are rejected under the new config, which changes R")
 
 
+#: Spark settings under which a join of two tables partitioned alike by month leaves each side's rows where they
+#: are (a storage-partitioned join): the evolved rows meet their new arrays without a shuffle of their others.
+_BY_MONTH = {"spark.sql.sources.v2.bucketing.enabled": "true",
+             "spark.sql.iceberg.planning.preserve-data-grouping": "true",
+             "spark.sql.requireAllClusterKeysForCoPartition": "false"}
+
+
 def _evolve_columns(spark: SparkSession, cfg: PipelineConfig, old: PipelineConfig, plan: EvolvePlan,
                     options: RunOptions, result: RunResult, guard: RunGuard | None, say: Progress) -> None:
-    """The columns path: recompute the changed columns from the rows, then write the three tables whole."""
-    summary, latest, deletes = (spark.table(t) for t in (cfg.destination_table, cfg.latest_history_table,
-                                                            cfg.deletes_table))
-    whole = dataclasses.replace(options, mode="initial", replace=True)
-    with _timed(result, "rebuild"):
-        computed = evolved(cfg, old, plan, summary, latest, deletes)
-        # Computed once, before the writes replace the tables they are read from.
-        computed = dataclasses.replace(computed, summary=materialize(computed.summary))
+    """The columns path: the new arrays from a narrow projection of the rows, kept in a table partitioned like
+    summary, then the three tables written whole, each row beside its arrays."""
+    if guard is None:  # a dry run: the evolved tables have the rows the tables have
+        result.summary_rows_written = spark.table(cfg.destination_table).count()
+        result.latest_rows_written = spark.table(cfg.latest_history_table).count()
+        return
+    # Read as they are now, however late a step reads them: the writes replace them.
+    summary, latest, deletes = (spark.read.option("snapshot-id", str(snapshot_now(spark, t))).table(t)
+                                for t in (cfg.destination_table, cfg.latest_history_table, cfg.deletes_table))
+    arrays = f"{cfg.destination_table}_sp_evolve_{result.run_id}"
+    saved = {k: spark.conf.get(k, None) for k in _BY_MONTH}
+    try:
+        for key, value in _BY_MONTH.items():
+            spark.conf.set(key, value)
+        histories = None
+        if plan.rolling:
+            with _timed(result, "rebuild"):
+                rows = new_histories(summary, cfg, plan)
+                guard.write(lambda: replace_table(rows, arrays, partition_by=cfg.month))
+            histories = spark.table(arrays)
+        computed = evolved(cfg, old, plan, summary, latest, deletes, histories)
         computed = dataclasses.replace(computed, latest=materialize(computed.latest),
                                        deletes_upsert=materialize(computed.deletes_upsert))
-    _finish(spark, cfg, whole, computed, State(), result, guard, say,
-            "Writing the evolved tables (one commit per table)...")
+        _finish(spark, cfg, dataclasses.replace(options, mode="initial", replace=True), computed, State(), result,
+                guard, say, "Writing the evolved tables (one commit per table)...")
+    finally:
+        for key, previous in saved.items():
+            if previous is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, previous)
+        spark.sql(f"DROP TABLE IF EXISTS {arrays}")
 
 
 def _finish(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, state: State,

@@ -17,6 +17,7 @@ Two paths:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from summary_pipeline.core.history import LAST_MONTH, TS_HISTORY, grid
 from summary_pipeline.core.prepare import ACTIVE, MONTH_INDEX, is_active, month_index, rank_fields, rolling_field
 from summary_pipeline.definition import Change
 
-__all__ = ["COLUMNS", "REBUILD", "EvolvePlan", "evolved", "misfits", "plan_evolve", "with_inferred"]
+__all__ = ["COLUMNS", "REBUILD", "EvolvePlan", "evolved", "misfits", "new_histories", "plan_evolve", "with_inferred"]
 
 COLUMNS, REBUILD = "columns", "rebuild"
 
@@ -178,45 +179,69 @@ def _rolling_fields(cfg: PipelineConfig, old: PipelineConfig, plan: EvolvePlan, 
             .alias(rolling_field(i)) for i, r in enumerate(cfg.rolling_columns)]
 
 
-def _histories(rows: DataFrame, cfg: PipelineConfig, plan: EvolvePlan) -> DataFrame:
-    """``rows`` (every summary row) with the plan's rolling arrays: the active rows' values of the account's
-    last H months, by month. One window over the rows in account order; the H positions are compiled map
-    lookups (a ``transform`` lambda would run interpreted, element by element)."""
+def new_histories(summary: DataFrame, cfg: PipelineConfig, plan: EvolvePlan) -> DataFrame:
+    """(key, month, the plan's rolling arrays) for every summary row: the active rows' values of the account's
+    last H months, by month. Computed from a narrow projection of the rows (their key, month and the values
+    the expressions read), so the window shuffles and sorts a few columns, not the rows' other arrays; the H
+    positions are compiled map lookups (a ``transform`` lambda would run interpreted, element by element)."""
     h = cfg.history_length
+    rows = with_inferred(summary, cfg, plan)
     values = [F.when(is_active(cfg), _cast(cfg, n)).alias(f"_sp_new{i}") for i, n in enumerate(plan.rolling)]
+    narrow = rows.select(cfg.key, cfg.month, month_index(F.col(cfg.month)).alias(MONTH_INDEX), *values)
     window = Window.partitionBy(cfg.key).orderBy(MONTH_INDEX).rangeBetween(-(h - 1), 0)
-    seen = F.map_from_entries(F.collect_list(F.struct(F.col(MONTH_INDEX), F.struct(*values))).over(window))
-    rows = rows.withColumn(MONTH_INDEX, month_index(F.col(cfg.month))).withColumn("_sp_seen", seen)
+    seen = F.map_from_entries(F.collect_list(F.struct(F.col(MONTH_INDEX), F.struct(
+        *(F.col(f"_sp_new{i}") for i in range(len(plan.rolling)))))).over(window))
     kinds = {r.name: r.spark_type for r in cfg.rolling_columns}
-    arrays = {f"{n}_history": F.expr("array(" + ", ".join(
+    arrays = [F.expr("array(" + ", ".join(
         f"element_at(`_sp_seen`, `{MONTH_INDEX}` - {k}).`_sp_new{i}`" for k in range(h)) + ")"
-    ).cast(f"array<{kinds[n]}>") for i, n in enumerate(plan.rolling)}
-    return rows.withColumns(arrays).drop("_sp_seen", MONTH_INDEX)
+    ).cast(f"array<{kinds[n]}>").alias(f"{n}_history") for i, n in enumerate(plan.rolling)]
+    return narrow.withColumn("_sp_seen", seen).select(cfg.key, cfg.month, *arrays)
+
+
+def _completed(rows: DataFrame, cfg: PipelineConfig, old: PipelineConfig, plan: EvolvePlan,
+               columns: DataFrame | None) -> DataFrame:
+    """Summary or latest_summary rows with the plan's columns: those in ``columns`` (new arrays, and for
+    latest_summary inferred values, by key and month) joined in, the other inferred columns computed from the
+    row, grids from the arrays, and on summary ``_sp_version`` with the new config's rolling fields."""
+    if columns is not None:
+        # A hash of the narrow columns, streamed by the wide rows: those are not sorted either.
+        given = [c for c in columns.columns if c not in (cfg.key, cfg.month)]
+        rows = rows.drop(*given).join(columns.hint("shuffle_hash"), [cfg.key, cfg.month])
+    rows = with_inferred(rows, cfg, dataclasses.replace(
+        plan, inferred=tuple(c for c in plan.inferred if columns is None or c not in columns.columns)))
+    grids = {g.name: grid(F.col(f"{g.mapper_rolling_column}_history"), g, cfg.history_length)
+             for g in cfg.grid_columns if g.name in plan.grids}
+    if VERSION in rows.columns:
+        kept = F.col(VERSION)
+        fields = _rolling_fields(cfg, old, plan, kept)
+        version = F.struct(*(kept[f].alias(f) for f in (*rank_fields(cfg), "_sp_soft")),
+                           *(fields[i] for i in extra_rolling(cfg)))
+        grids[VERSION] = F.when(kept.isNotNull(), version)
+    return rows.withColumns(grids)
 
 
 def evolved(cfg: PipelineConfig, old: PipelineConfig, plan: EvolvePlan, summary: DataFrame, latest: DataFrame,
-            deletes: DataFrame) -> Computed:
-    """The three tables under ``cfg`` by the columns path, lazily, from the tables as ``old`` built them."""
-    rows = with_inferred(summary, cfg, plan)
-    if plan.rolling:
-        rows = _histories(rows, cfg, plan)
-    kept = F.col(VERSION)
-    fields = _rolling_fields(cfg, old, plan, kept)
-    version = F.struct(*(kept[f].alias(f) for f in (*rank_fields(cfg), "_sp_soft")),
-                       *(fields[i] for i in extra_rolling(cfg)))
-    rows = rows.withColumns({
-        **{g.name: grid(F.col(f"{g.mapper_rolling_column}_history"), g, cfg.history_length)
-           for g in cfg.grid_columns if g.name in plan.grids},
-        VERSION: F.when(kept.isNotNull(), version),
-    }).select(*cfg.summary_columns, VERSION)
-    # An account's latest row is its summary row of that month: its new columns come from there.
-    anchors = F.broadcast(latest.select(cfg.key, cfg.month, LAST_MONTH, TS_HISTORY))
-    new_latest = rows.join(anchors, [cfg.key, cfg.month]).select(*cfg.latest_columns, LAST_MONTH, TS_HISTORY)
+            deletes: DataFrame, histories: DataFrame | None) -> Computed:
+    """The three tables under ``cfg`` by the columns path, lazily, from the tables as ``old`` built them and
+    the plan's new arrays (:func:`new_histories`; None when the plan adds no rolling column).
+
+    Each summary row is joined with its own arrays; the caller makes that join keep the rows where they are
+    (both sides partitioned by month), so the wide rows are never shuffled."""
+    rows = _completed(summary, cfg, old, plan, histories).select(*cfg.summary_columns, VERSION)
+    # An account's latest row is its summary row of that month: its new columns are that row's.
+    anchors = F.broadcast(latest.select(cfg.key, cfg.month))
+    own = [with_inferred(summary, cfg, plan).select(cfg.key, cfg.month, *plan.inferred)] if plan.inferred else []
+    own += [histories] if histories is not None else []
+    columns = None
+    for part in own:
+        part = part.join(anchors, [cfg.key, cfg.month], "left_semi")
+        columns = part if columns is None else columns.join(part, [cfg.key, cfg.month])
+    new_latest = _completed(latest, cfg, old, plan, columns).select(*cfg.latest_columns, LAST_MONTH, TS_HISTORY)
     # A deletes row is a whole version: its rolling fields are columns of their own.
     stored = F.struct(*(F.col(rolling_field(i)) for i in range(len(old.rolling_columns))))
+    rolling = {rolling_field(i) for i in range(len(cfg.rolling_columns))}
     new_deletes = with_inferred(deletes, cfg, plan).select(
-        *(c for c in version_columns(cfg) if c != ACTIVE and c not in {rolling_field(i)
-                                                                      for i in range(len(cfg.rolling_columns))}),
+        *(c for c in version_columns(cfg) if c != ACTIVE and c not in rolling),
         *_rolling_fields(cfg, old, plan, stored), ACTIVE,
     ).select(*version_columns(cfg))
     return Computed(summary=rows, latest=new_latest, deletes_upsert=new_deletes,

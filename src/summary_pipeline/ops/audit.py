@@ -95,8 +95,17 @@ def _rows(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame
     """The summary rows written, beside their previous month's row where the audit has it, with the checks'
     problem names."""
     written = staged.summary_written
+    ts, fact = F.col(cfg.ts), F.col(FACT_TS)
+    named = {f"array_length ({c.split('.')[1]})": cond for c, cond in length_conditions(cfg, "summary").items()}
+    named.update({f"index_zero ({c})": cond for c, cond in index_zero_conditions(cfg).items()})
+    named.update({f"grids ({c})": cond for c, cond in grid_conditions(cfg).items()})
+    if staged.whole:
+        # Each row alone: beside its previous month's row, a whole table is joined with itself, which costs as
+        # much as building it (docs/PERFORMANCE.md, "The cost of evolve"); validate checks the shifts.
+        named["base_ts"] = F.coalesce(ts < fact, F.lit(True))
+        return written.select(cfg.key, cfg.month, problem_names(named).alias(PROBLEM))
     previous = written
-    if not staged.whole and staged.months:
+    if staged.months:
         newest = max(staged.months)
         before = month_name(int(newest[:4]) * 12 + int(newest[5:7]) - 2)
         forward = written.where(F.col(cfg.month) == newest).select(cfg.key)
@@ -105,10 +114,7 @@ def _rows(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFrame
                          .join(forward, cfg.key, "left_semi").join(own, cfg.key, "left_anti").select(*written.columns))
         previous = written.unionByName(staged_before)
     rows = with_previous(written, previous, cfg, "left")
-    ts, fact, prev_ts = F.col(cfg.ts), F.col(FACT_TS), F.col(f"{PREVIOUS}{cfg.ts}")
-    named = {f"array_length ({c.split('.')[1]})": cond for c, cond in length_conditions(cfg, "summary").items()}
-    named.update({f"index_zero ({c})": cond for c, cond in index_zero_conditions(cfg).items()})
-    named.update({f"grids ({c})": cond for c, cond in grid_conditions(cfg).items()})
+    prev_ts = F.col(f"{PREVIOUS}{cfg.ts}")
     named.update({f"shifted ({c})": cond for c, cond in shift_conditions(cfg).items()})
     named["base_ts"] = F.coalesce(ts < fact, F.lit(True)) | (prev_ts.isNotNull() & (ts > F.greatest(fact, prev_ts)))
     return rows.select(cfg.key, cfg.month, problem_names(named).alias(PROBLEM))
@@ -125,7 +131,9 @@ def _latest(spark: SparkSession, cfg: PipelineConfig, staged: Staged) -> DataFra
     latest = (spark.table(staged.latest_at).join(touched, key, "left_semi")
               .select(key, month, LAST_MONTH, _fingerprint(*columns).alias("_sp_h"),
                       problem_names(lengths).alias("_sp_own")))
-    s = written.select(key, month, _fingerprint(*columns).alias("_sp_s_h"))
+    # Only the written rows of a latest row's month can be compared with it: hash just those.
+    s = (written.join(latest.select(key, month), [key, month], "left_semi")
+         .select(key, month, _fingerprint(*columns).alias("_sp_s_h")))
     w = staged.latest_written.select(key, F.col(month).alias("_sp_w_month"), F.col(LAST_MONTH).alias("_sp_w_last"),
                                      _fingerprint(*columns).alias("_sp_w_h"))
     newest = written.groupBy(key).agg(F.max(F.when(is_active(cfg), month_index(F.col(month)))).alias("_sp_active"),
