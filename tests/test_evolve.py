@@ -109,9 +109,10 @@ def test_a_run_under_a_changed_config_is_refused_with_each_change_listed(spark: 
         'soft_delete.codes: ["1", "4"] -> ["1"]':
             _with(cfg, soft_delete={"column": "soft_del_cd", "codes": ["1"]}),
     }
-    for expected, changed in kinds.items():
-        for options in (INCREMENTAL, RunOptions(mode="incremental", dry_run=True), RunOptions(mode="backfill",
-                        backfill_filter="cons_acct_key = 1")):
+    others = (RunOptions(mode="incremental", dry_run=True), RunOptions(mode="backfill",
+                                                                      backfill_filter="cons_acct_key = 1"))
+    for i, (expected, changed) in enumerate(kinds.items()):
+        for options in (INCREMENTAL, *(others if i == 0 else ())):  # every mode but initial is refused alike
             with pytest.raises(DefinitionChangedError) as caught:
                 run(spark, changed, options, config_name="new.json")
             message = str(caught.value)
@@ -179,7 +180,7 @@ def _kinds() -> dict[str, tuple[Callable[[PipelineConfig], dict[str, Any]], Call
     }
 
 
-FAST = ("add a rolling column and its grid", "history length")
+FAST = ("add a rolling column and its grid",)
 
 
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=() if k in FAST else pytest.mark.slow) for k in _kinds()])

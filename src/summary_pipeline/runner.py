@@ -572,15 +572,17 @@ def _evolve_columns(spark: SparkSession, cfg: PipelineConfig, old: PipelineConfi
     try:
         for key, value in _BY_MONTH.items():
             spark.conf.set(key, value)
-        histories = None
-        if plan.rolling:
-            with _timed(result, "rebuild"):
+        with _timed(result, "rebuild"):
+            histories = None
+            if plan.rolling:
                 rows = new_histories(summary, cfg, plan)
                 guard.write(lambda: replace_table(rows, arrays, partition_by=cfg.month))
-            histories = spark.table(arrays)
-        computed = evolved(cfg, old, plan, summary, latest, deletes, histories)
-        computed = dataclasses.replace(computed, latest=materialize(computed.latest),
-                                       deletes_upsert=materialize(computed.deletes_upsert))
+                histories = spark.table(arrays)
+            computed = evolved(cfg, old, plan, summary, latest, deletes, histories)
+            # Joined once: the write, its figures and the audit each read the rows again.
+            computed = dataclasses.replace(computed, summary=materialize(computed.summary),
+                                           latest=materialize(computed.latest),
+                                           deletes_upsert=materialize(computed.deletes_upsert))
         _finish(spark, cfg, dataclasses.replace(options, mode="initial", replace=True), computed, State(), result,
                 guard, say, "Writing the evolved tables (one commit per table)...")
     finally:
