@@ -21,7 +21,6 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -84,9 +83,7 @@ def _evaluates(rows: DataFrame, expr: str, columns: list[str]) -> bool:
     """Whether ``expr`` resolves over just ``columns`` of ``rows`` (analysis only: no job)."""
     try:
         rows.select(*columns).select(F.expr(expr))
-    except AnalysisException:
-        return False
-    except Exception:  # does not parse: preflight reports a new expression; an old one reads unknown columns
+    except Exception:  # unresolved, or unparsable (preflight reports a new one; an old one reads unknown columns)
         return False
     return True
 
