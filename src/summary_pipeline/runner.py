@@ -463,10 +463,10 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
 def _mark(spark: SparkSession, cfg: PipelineConfig, result: RunResult, ledger: list[dict[str, Any]]) -> None:
     """After the commit point, give the tables the run's definition as properties, when it wrote or when the
     tables had none recorded yet (their adoption: docs/operations.md, "Changing the config")."""
-    found = recorded_definition(ledger)
+    found, defn = recorded_definition(ledger), definition(cfg)
     if result.summary_rows_written or result.latest_rows_written or found is None or result.mode == "evolve" \
-            or found[0] != json.loads(result.definition or "null"):
-        mark_definition(spark, cfg, json.loads(result.definition or "null"))
+            or found[0] != defn:
+        mark_definition(spark, cfg, defn)
 
 
 def evolve(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progress: Progress | None = None,

@@ -88,16 +88,13 @@ def _evaluates(rows: DataFrame, expr: str, columns: list[str]) -> bool:
     return True
 
 
-def plan_evolve(cfg: PipelineConfig, old: PipelineConfig, diff: list[Change], summary: DataFrame | None
-                ) -> EvolvePlan:
+def plan_evolve(cfg: PipelineConfig, old: PipelineConfig, diff: list[Change], summary: DataFrame) -> EvolvePlan:
     """Choose the path for ``diff`` (``old`` config -> ``cfg``), given the summary table (its schema only)."""
     changes = tuple(diff)
 
     def rebuild(why: str) -> EvolvePlan:
         return EvolvePlan(changes, REBUILD, why)
 
-    if summary is None:
-        return rebuild("there is no summary table to keep columns from")
     others = [c.key for c in diff if not c.column]
     if others:
         return rebuild(f"{', '.join(others)} changed: every row is built again")
@@ -123,6 +120,8 @@ def plan_evolve(cfg: PipelineConfig, old: PipelineConfig, diff: list[Change], su
             return rebuild(f"rolling column {r.name}'s old expression reads more than the summary row keeps")
     # ... and every expression added must read only those, and feed no column the path keeps.
     rows = summary
+    exprs = [(r.name, r.mapper_expr) for r in cfg.rolling_columns]
+    exprs += [(c.name, c.mapper_expr) for c in cfg.inferred_columns]
     for c in cfg.inferred_columns:
         if c.name not in inferred:
             continue
@@ -130,8 +129,6 @@ def plan_evolve(cfg: PipelineConfig, old: PipelineConfig, diff: list[Change], su
             return rebuild(f"inferred column {c.name} reads a value the summary row does not keep as the "
                            "version had it")
         rows = rows.withColumn(c.name, F.expr(c.mapper_expr))
-        exprs = [(e.name, e.mapper_expr) for e in cfg.rolling_columns] + [
-            (e.name, e.mapper_expr) for e in cfg.inferred_columns]
         users = [name for name, text in exprs if name not in (*rolling, *inferred) and _mentions(text, c.name)]
         if users:
             return rebuild(f"inferred column {c.name} feeds {', '.join(users)}, which would be built again")
