@@ -42,10 +42,12 @@ def reference_raw() -> dict[str, Any]:
 _counter = itertools.count()
 
 
-def new_config(history_length: int | None = None, **overrides: Any) -> PipelineConfig:
-    """The reference config with unique table names (one namespace per call) and top-level overrides."""
+def new_config(history_length: int | None = None, *, in_catalog: str | None = None, **overrides: Any
+               ) -> PipelineConfig:
+    """The reference config with unique table names (one namespace per call; in catalog ``in_catalog``, named
+    ``in_catalog.namespace.table``) and top-level overrides."""
     raw = reference_raw()
-    ns = f"t{os.getpid()}_{next(_counter)}"
+    ns = f"{in_catalog + '.' if in_catalog else ''}t{os.getpid()}_{next(_counter)}"
     raw.update(source_table=f"{ns}.accounts_all", destination_table=f"{ns}.summary",
                latest_history_table=f"{ns}.latest_summary")
     if history_length is not None:

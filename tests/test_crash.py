@@ -98,8 +98,9 @@ def _last_succeeded(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
     return ledger_rows(spark, cfg.ledger_table, "succeeded")[-1]
 
 
-def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession) -> None:
-    cfg = new_config(history_length=6)
+def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession,
+                                                          any_catalog: Callable[..., PipelineConfig]) -> None:
+    cfg = any_catalog(history_length=6)
     versions = _initial()
     load_source(spark, cfg, versions)
     run(spark, cfg, RunOptions(mode="initial"))
@@ -137,9 +138,10 @@ def test_a_kill_at_every_step_is_repaired_by_the_next_run(spark: SparkSession) -
     assert spark.table(cfg.quarantine).count() == len(STEPS)
 
 
-def _built_then_batch(spark: SparkSession) -> tuple[PipelineConfig, list[dict[str, Any]]]:
+def _built_then_batch(spark: SparkSession, make: Callable[..., PipelineConfig] = new_config
+                      ) -> tuple[PipelineConfig, list[dict[str, Any]]]:
     """Tables built from the initial versions, then batch 0 in the source (not applied); every version."""
-    cfg = new_config(history_length=6)
+    cfg = make(history_length=6)
     versions = _initial()
     load_source(spark, cfg, versions)
     run(spark, cfg, RunOptions(mode="initial"))
@@ -148,8 +150,8 @@ def _built_then_batch(spark: SparkSession) -> tuple[PipelineConfig, list[dict[st
 
 
 def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
-        spark: SparkSession) -> None:
-    cfg, versions = _built_then_batch(spark)
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    cfg, versions = _built_then_batch(spark, any_catalog)
     before = {t: state(spark, t) for t in protocol.data_tables(cfg)}
 
     hook = fault("latest_summary", RuntimeError("disk full"))  # summary and latest_summary committed, then a failure
@@ -182,8 +184,8 @@ def test_a_failure_undoes_its_writes_and_a_concurrent_writer_is_a_clean_failure(
 
 
 def test_a_run_that_lost_its_lock_stops_before_its_next_commit_and_is_undone(
-        spark: SparkSession) -> None:
-    cfg, versions = _built_then_batch(spark)
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    cfg, versions = _built_then_batch(spark, any_catalog)
     before = state(spark, cfg.destination_table)
 
     def usurp() -> None:  # after this run's summary commit, another host judges it dead and takes the lock

@@ -69,9 +69,11 @@ def _batch() -> list[dict[str, Any]]:
     return rows  # 12: the next month arrives deleted, so the latest row stays 2025-12 (and its last month moves)
 
 
-@pytest.fixture(scope="module")
-def scenario(spark: SparkSession) -> tuple[PipelineConfig, RunResult, dict[str, list[int]], dict[str, list[int]]]:
-    cfg = new_config()
+@pytest.fixture(scope="module", params=["hadoop", "jdbc"])
+def scenario(spark: SparkSession, request: pytest.FixtureRequest
+             ) -> tuple[PipelineConfig, RunResult, dict[str, list[int]], dict[str, list[int]]]:
+    """The scenario in the embedded catalog, and again in the JDBC catalog on PostgreSQL."""
+    cfg = request.getfixturevalue("pg_catalog")() if request.param == "jdbc" else new_config()
     load_source(spark, cfg, _state())
     run(spark, cfg, RunOptions(mode="initial"))
     before = {t: snapshot_ids(spark, t) for t in (cfg.destination_table, cfg.latest_history_table)}

@@ -6,12 +6,14 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
 from factories import load_source, new_config, version
+from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import CommitFailed, LockedError, LockLostError
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
@@ -23,8 +25,8 @@ from summary_pipeline.store.tables import table_exists
 pytestmark = pytest.mark.spark
 
 
-def _ledger(spark: SparkSession) -> str:
-    table = new_config().ledger_table
+def _ledger(spark: SparkSession, make: Callable[..., PipelineConfig] = new_config) -> str:
+    table = make().ledger_table
     ensure_ledger(spark, table)
     return table
 
@@ -70,8 +72,9 @@ def test_a_live_holder_is_refused_by_name_and_taken_over_once_its_process_is_gon
     assert read_owner(spark, cfg.ledger_table) is None
 
 
-def test_a_holder_on_another_host_is_judged_by_its_heartbeat(spark: SparkSession) -> None:
-    table = _ledger(spark)
+def test_a_holder_on_another_host_is_judged_by_its_heartbeat(
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    table = _ledger(spark, any_catalog)
     _hold(spark, table, "remote1", host="elsewhere", pid=1)
     with pytest.raises(LockedError, match="run remote1"):
         RunLock(spark, table, "me1", "incremental", timeout=600).acquire()
@@ -83,8 +86,9 @@ def test_a_holder_on_another_host_is_judged_by_its_heartbeat(spark: SparkSession
     assert read_owner(spark, table) is None
 
 
-def test_the_heartbeat_renews_the_lock_and_a_lost_lock_stops_the_run(spark: SparkSession) -> None:
-    table = _ledger(spark)
+def test_the_heartbeat_renews_the_lock_and_a_lost_lock_stops_the_run(
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    table = _ledger(spark, any_catalog)
     lock = RunLock(spark, table, "holder", "incremental", timeout=2)  # beats every 0.5 s
     lock.acquire()
     first = read_owner(spark, table)
@@ -101,8 +105,9 @@ def test_the_heartbeat_renews_the_lock_and_a_lost_lock_stops_the_run(spark: Spar
     assert owner is not None and owner.run_id == "usurper"
 
 
-def test_two_runs_racing_for_the_lock_never_both_win(spark: SparkSession) -> None:
-    table = _ledger(spark)
+def test_two_runs_racing_for_the_lock_never_both_win(
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    table = _ledger(spark, any_catalog)
     outcomes: list[str] = []
     locks = [RunLock(spark, table, f"racer{i}", "incremental", timeout=600) for i in range(3)]
     go = threading.Barrier(len(locks))
@@ -126,16 +131,18 @@ def test_two_runs_racing_for_the_lock_never_both_win(spark: SparkSession) -> Non
     assert read_owner(spark, table) is None
 
 
-def test_a_holder_in_another_pid_namespace_is_judged_by_its_heartbeat_only(spark: SparkSession) -> None:
-    table = _ledger(spark)
+def test_a_holder_in_another_pid_namespace_is_judged_by_its_heartbeat_only(
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    table = _ledger(spark, any_catalog)
     _hold(spark, table, "container", machine="another-boot:4026531836", pid=999_999)  # same host name
     with pytest.raises(LockedError, match="run container"):
         RunLock(spark, table, "me3", "incremental", timeout=600).acquire()
     clear_lock(spark, table, timeout=600, force=True)
 
 
-def test_unlock_refuses_a_live_holder_unless_forced(spark: SparkSession) -> None:
-    table = _ledger(spark)
+def test_unlock_refuses_a_live_holder_unless_forced(
+        spark: SparkSession, any_catalog: Callable[..., PipelineConfig]) -> None:
+    table = _ledger(spark, any_catalog)
     _hold(spark, table, "alive", host="elsewhere")
     with pytest.raises(LockedError, match="may still be running"):
         clear_lock(spark, table, timeout=600)

@@ -25,6 +25,7 @@ from summary_pipeline.errors import ConfigError
 
 __all__ = [
     "IGNORED_SEED_KEYS",
+    "Catalog",
     "ColumnExpr",
     "GridColumn",
     "Layout",
@@ -170,6 +171,68 @@ class Layout(_Model):
         }
 
 
+class Catalog(_Model):
+    """Where the tables live (docs/config.md, "The catalog").
+
+    ``hadoop`` is the embedded catalog in a local warehouse directory: no server, atomic commits within one
+    process only. The others are catalogs whose commits are an atomic compare-and-swap across processes and
+    hosts, which the lock and the commit protocol rest on in production. Secrets never appear in the config:
+    ``secrets_env`` names the environment variable that holds each one, read when the session starts.
+    """
+
+    type: Literal["hadoop", "jdbc", "hive", "glue", "rest"] = "hadoop"
+    #: jdbc: the JDBC URL (``jdbc:postgresql://host:5432/db``); hive: ``thrift://host:9083``; rest: the URL.
+    uri: str | None = None
+    #: Where new tables' files go (a directory or s3://...); for hadoop, the warehouse directory.
+    warehouse: str | None = None
+    #: More Iceberg catalog properties, as Iceberg names them (``jdbc.schema-version``, ``client.region``).
+    properties: dict[str, str] = {}
+    #: Catalog property -> the environment variable holding its value (``{"jdbc.password": "PGPASSWORD"}``).
+    secrets_env: dict[str, str] = {}
+    #: Jars the embedded session adds for this catalog (a JDBC driver); under spark-submit pass --jars instead.
+    jars: tuple[str, ...] = ()
+
+    @field_validator("uri")
+    @classmethod
+    def _no_secret_in_uri(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"(?i)(password|secret|token)=|//[^/@]*:[^/@]*@", value):
+            raise ValueError("the uri holds a secret; give it through secrets_env "
+                             "(e.g. {\"jdbc.password\": \"SP_CATALOG_PASSWORD\"}) and remove it from the uri")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _no_secret_property(cls, value: dict[str, str]) -> dict[str, str]:
+        secret = sorted(k for k in value if SECRET_KEY.search(k))
+        if secret:
+            raise ValueError(f"{', '.join(secret)} look like secrets: name the environment variable that holds "
+                             "each in secrets_env instead, never the value in the config file")
+        return value
+
+    @field_validator("secrets_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k, v in value.items() if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v))
+        if bad:  # the value may be the secret itself: it is not repeated
+            raise ValueError(f"{', '.join(bad)}: give the name of an environment variable, not its value")
+        return value
+
+    def problems(self) -> list[str]:
+        """What this catalog block lacks for its type."""
+        out = []
+        if self.type in ("jdbc", "hive", "rest") and not self.uri:
+            out.append(f"catalog.uri is required for a {self.type} catalog")
+        if self.type == "jdbc" and self.uri and not self.uri.startswith("jdbc:"):
+            out.append("catalog.uri of a jdbc catalog starts with jdbc: (jdbc:postgresql://host:5432/db)")
+        if self.type in ("jdbc", "glue") and not self.warehouse:
+            out.append(f"catalog.warehouse is required for a {self.type} catalog: where new tables' files go")
+        return out
+
+
+#: Property names that hold secrets: they may come only from the environment (``Catalog.secrets_env``).
+SECRET_KEY = re.compile(r"(?i)password|secret|token|credential|access-key|key-id|session-key")
+
+
 class Tags(_Model):
     """Tags a successful run puts on the snapshots it published, so that a reported state stays readable
     (``inspect --as-of``, ``VERSION AS OF``) and ``maintain`` never expires it (docs/operations.md)."""
@@ -215,7 +278,8 @@ class PipelineConfig(_Model):
     spark_config: SparkFlags = SparkFlags()
     spark: dict[str, str | int | float | bool] = {}
     warehouse: str | None = None
-    catalog_name: str = "local"
+    catalog_name: Identifier = "local"
+    catalog: Catalog = Catalog()
     watermark_lookback: int = 0
     run_ledger_table: TableName | None = None
     quarantine_table: TableName | None = None
@@ -393,6 +457,8 @@ def parse_config(raw: Any, source: str = "config") -> PipelineConfig:
     except ValidationError as err:
         problems += _pydantic_problems(err, raw)
     problems += reference_problems(raw)
+    if model is not None:
+        problems += model.catalog.problems()
     if problems or model is None:
         raise ConfigError(problems, source)
     return model

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "CATALOG_HINT",
     "MEMORY_HINT",
     "AuditError",
     "BadFilterError",
@@ -30,6 +31,7 @@ __all__ = [
     "SummaryPipelineError",
     "TablesNotEmptyError",
     "UnknownAccountError",
+    "catalog_unreachable",
     "describe",
     "is_commit_conflict",
     "jvm_stopped",
@@ -222,6 +224,30 @@ MEMORY_HINT = ("Give Spark more memory in the config's \"spark\" block: \"spark.
                "what this run wrote and records it failed.")
 
 
+#: What a Java error chain says when the catalog's server (a database, a metastore, a REST service) could not
+#: be reached or dropped the connection: JDBC drivers, Hive's Thrift client, Iceberg's REST and AWS clients.
+_UNREACHABLE_MARKS = ("org.postgresql.util.PSQLException", "java.sql.SQLTransientConnectionException",
+                      "java.sql.SQLNonTransientConnectionException", "org.apache.iceberg.jdbc.UncheckedSQLException",
+                      "org.apache.thrift.transport.TTransportException",
+                      "org.apache.iceberg.exceptions.ServiceUnavailableException",
+                      "org.apache.iceberg.exceptions.ServiceFailureException", "Unable to execute HTTP request",
+                      "java.net.ConnectException", "java.net.SocketTimeoutException", "java.net.UnknownHostException")
+
+
+def catalog_unreachable(err: BaseException) -> bool:
+    """True when ``err`` says the catalog's server could not be reached, or went away during the call."""
+    if getattr(err, "java_exception", None) is None:
+        return False
+    text = _chain(err)
+    return any(mark in text for mark in _UNREACHABLE_MARKS)
+
+
+#: The one message for an unreachable catalog: nothing of the run is visible, and the same command repairs it.
+CATALOG_HINT = ("Check that the catalog's server is up and reachable from here (catalog.uri in the config), then "
+                "run the same command again: a run's writes are published only at its end, and the next run "
+                "undoes whatever this one staged.")
+
+
 def spark_error_message(err: BaseException) -> str | None:
     """One meaningful line for a Spark/Py4J error, or None when ``err`` is not one."""
     module = type(err).__module__
@@ -230,6 +256,8 @@ def spark_error_message(err: BaseException) -> str | None:
         return None
     if out_of_memory(err):
         return f"Spark ran out of memory ({describe(err)}). {MEMORY_HINT}"
+    if catalog_unreachable(err):
+        return f"the catalog cannot be reached ({describe(err)}). {CATALOG_HINT}"
     if jvm_stopped(err):
         return (f"Spark stopped during the run ({describe(err)}); most often its JVM ran out of memory, which "
                 f"the log above shows as OutOfMemoryError. {MEMORY_HINT}")

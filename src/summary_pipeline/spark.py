@@ -30,12 +30,12 @@ from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from summary_pipeline import jvm_cache
-from summary_pipeline.config import PipelineConfig
+from summary_pipeline.config import Catalog, PipelineConfig
 from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.interrupts import jvm_ignores_sigterm
 
-__all__ = ["build_session", "default_driver_memory", "iceberg_jar", "log4j_config", "machine_memory", "stop",
-           "under_spark_submit", "warehouse_dir"]
+__all__ = ["build_session", "catalog_settings", "default_driver_memory", "iceberg_jar", "log4j_config",
+           "machine_memory", "stop", "under_spark_submit", "warehouse_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -147,20 +147,67 @@ def _ensure_java() -> Path:
     )
 
 
-def _embedded_catalog(catalog: str, warehouse: str) -> dict[str, str]:
-    return {
-        f"spark.sql.catalog.{catalog}": "org.apache.iceberg.spark.SparkCatalog",
-        f"spark.sql.catalog.{catalog}.type": "hadoop",
-        f"spark.sql.catalog.{catalog}.warehouse": str(Path(warehouse).resolve()),
-        # Read every table's metadata fresh: another process (a run, a rerun) may have committed meanwhile.
-        f"spark.sql.catalog.{catalog}.cache-enabled": "false",
-        "spark.sql.defaultCatalog": catalog,
-    }
+#: Catalog implementations Iceberg has no short ``type`` for.
+_GLUE = {"catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog", "io-impl": "org.apache.iceberg.aws.s3.S3FileIO"}
+
+
+def catalog_settings(config: PipelineConfig | None, warehouse: str | None = None,
+                     environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The Spark settings that define the config's Iceberg catalog and make it Spark's default catalog (so the
+    seed's two-part names such as ``default.summary`` resolve in it).
+
+    Secrets come from the environment variables ``catalog.secrets_env`` names, read here and nowhere else;
+    Spark redacts settings whose names contain ``password``, ``secret`` or ``token`` wherever it shows them.
+
+    Raises:
+        SummaryPipelineError: a secret's environment variable is not set.
+    """
+    name = config.catalog_name if config else "local"
+    block = config.catalog if config else Catalog()
+    prefix = f"spark.sql.catalog.{name}"
+    out = {prefix: "org.apache.iceberg.spark.SparkCatalog",
+           # Read every table's metadata fresh: another process (a run, a rerun) may have committed meanwhile.
+           f"{prefix}.cache-enabled": "false"}
+    if block.type == "glue":
+        out.update({f"{prefix}.{k}": v for k, v in _GLUE.items()})
+    else:
+        out[f"{prefix}.type"] = block.type
+    if block.type == "jdbc":
+        # Spark looks a missing table up as a view too, which a JDBC catalog without view support refuses with
+        # an error instead of "not found"; V1 adds that support (Iceberg migrates the catalog's tables itself).
+        out[f"{prefix}.jdbc.schema-version"] = "V1"
+    if block.uri:
+        out[f"{prefix}.uri"] = block.uri
+    where = warehouse_dir(config, warehouse) if block.type == "hadoop" else warehouse or block.warehouse
+    if where:
+        out[f"{prefix}.warehouse"] = where if "://" in where else str(Path(where).resolve())
+    out.update({f"{prefix}.{k}": v for k, v in block.properties.items()})
+    for prop, var in block.secrets_env.items():
+        value = environ.get(var)
+        if value is None:
+            raise SummaryPipelineError(
+                f"the catalog's {prop} comes from the environment variable {var} (config catalog.secrets_env), "
+                f"which is not set: export {var}=... before the run", missing=var)
+        out[f"{prefix}.{prop}"] = value
+    out["spark.sql.defaultCatalog"] = name
+    return out
+
+
+def _catalog_jars(config: PipelineConfig | None) -> list[str]:
+    """The jars the config's catalog needs (a JDBC driver), each checked to exist."""
+    jars = list(config.catalog.jars) if config else []
+    missing = [j for j in jars if not Path(j).is_file()]
+    if missing:
+        raise SummaryPipelineError(
+            f"catalog.jars names {', '.join(missing)}, which does not exist; for PostgreSQL, Debian's "
+            "libpostgresql-jdbc-java installs /usr/share/java/postgresql.jar", missing=missing[0])
+    return [str(Path(j).resolve()) for j in jars]
 
 
 def warehouse_dir(config: PipelineConfig | None, warehouse: str | None = None) -> str:
-    """The embedded catalog's warehouse: ``--warehouse``, else the config's ``warehouse`` key, else ./warehouse."""
-    return warehouse or (config.warehouse if config else None) or "warehouse"
+    """The hadoop catalog's warehouse: ``--warehouse``, else the config's ``catalog.warehouse``, else its
+    ``warehouse`` key, else ./warehouse."""
+    return warehouse or (config.catalog.warehouse or config.warehouse if config else None) or "warehouse"
 
 
 def build_session(
@@ -189,7 +236,6 @@ def build_session(
     """
     settings = dict(config.spark_settings()) if config else {}
     settings.update(extra or {})
-    catalog = config.catalog_name if config else "local"
     where = warehouse_dir(config, warehouse)
 
     active = SparkSession.getActiveSession()
@@ -199,9 +245,13 @@ def build_session(
         spark = active or _submitted_session(app_name)
         _check_iceberg(spark)
         conf = dict(spark.sparkContext.getConf().getAll())
-        if not any(k.startswith("spark.sql.catalog.") for k in conf):
+        if config is not None and config.catalog.type != "hadoop":
+            settings = {**catalog_settings(config, warehouse), **settings}
+            if config.catalog.jars:
+                log.warning("catalog.jars cannot be added to a running JVM; give them to spark-submit --jars")
+        elif not any(k.startswith("spark.sql.catalog.") for k in conf):
             log.info("no catalog configured by the cluster; using an embedded Iceberg catalog in %s", where)
-            settings = {**_embedded_catalog(catalog, where), **settings}
+            settings = {**catalog_settings(config, warehouse), **settings}
         for key, value in settings.items():
             try:
                 spark.conf.set(key, value)
@@ -212,7 +262,7 @@ def build_session(
         _remember_jvm_lookups(spark)
         return spark
 
-    jar = str(iceberg_jar())
+    jar = ",".join([str(iceberg_jar()), *_catalog_jars(config)])
     memory = settings.get("spark.driver.memory") or default_driver_memory(machine_memory())
     archive = jvm_cache.java_options(_ensure_java(), [pyspark.__version__, jar, memory], write=class_archive)
     java = (f"-Dlog4j2.configurationFile=file:{log4j_config(json_logs)} -D{_LEVEL}={_level(verbose)} "
@@ -227,7 +277,7 @@ def build_session(
         "spark.sql.warehouse.dir": _SESSION_CATALOG_DIR,
         "spark.sql.adaptive.enabled": "true",
         "spark.driver.memory": memory,
-        **_embedded_catalog(catalog, where),
+        **catalog_settings(config, warehouse),
     }
     builder = SparkSession.builder.master(master or "local[*]").appName(app_name)
     for key, value in {**base, **settings}.items():

@@ -28,7 +28,7 @@ from pyspark.sql import SparkSession
 from summary_pipeline.errors import CommitFailed, LockedError, LockLostError, describe
 from summary_pipeline.store.snapshots import swap_properties
 
-__all__ = ["Owner", "RunLock", "clear_lock", "gone", "process_alive", "read_owner"]
+__all__ = ["HOST_ENV", "Owner", "RunLock", "clear_lock", "gone", "host_name", "process_alive", "read_owner"]
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,18 @@ def machine_id() -> str:
         return ""
 
 
+#: Names this host in the lock and the ledger instead of its host name (containers that share one, tests).
+HOST_ENV = "SUMMARY_PIPELINE_HOST"
+
+
+def host_name() -> str:
+    """The host name a run records: ``$SUMMARY_PIPELINE_HOST``, else the machine's."""
+    return os.environ.get(HOST_ENV) or socket.gethostname()
+
+
 def _same_machine(owner: Owner) -> bool:
     """True when the owner's pids can be checked from here: same host name, boot and pid namespace."""
-    return owner.host == socket.gethostname() and bool(owner.machine) and owner.machine == machine_id()
+    return owner.host == host_name() and bool(owner.machine) and owner.machine == machine_id()
 
 
 def process_alive(pid: int) -> bool:
@@ -163,7 +172,7 @@ class RunLock:
         assert jvm is not None
         self.spark, self.table, self.timeout = spark, table, timeout
         now = time.time()
-        self.owner = Owner(run_id=run_id, mode=mode, host=socket.gethostname(), machine=machine_id(), pid=os.getpid(),
+        self.owner = Owner(run_id=run_id, mode=mode, host=host_name(), machine=machine_id(), pid=os.getpid(),
                            jvm_pid=int(jvm.java.lang.ProcessHandle.current().pid()), since=now, heartbeat=now)
         self.taken_from: tuple[Owner, str] | None = None
         self.lost: Owner | None = None

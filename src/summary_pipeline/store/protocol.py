@@ -386,12 +386,15 @@ class RunGuard:
         except Exception as undo:
             result.status = "running"
             result.error += f"; undoing its writes failed too ({describe(undo)}): the next run undoes them"
-            log.error("could not undo run %s: %s", result.run_id, undo)
+            log.error("could not undo run %s: %s", result.run_id, describe(undo))
         try:
             result.snapshots_after = {t: state(self.spark, t) for t in data_tables(self.cfg)}
-            self.tagged(lambda: record(self.spark, self.cfg.ledger_table, result, new=not self.started))
+            # Only over a row that still says running: a commit point whose answer was lost (the row says
+            # succeeded) or a run that took this one over (it says failed) keeps what the ledger holds.
+            self.tagged(lambda: record(self.spark, self.cfg.ledger_table, result, new=not self.started,
+                                       only_if_running=True))
         except Exception as ledger_err:
-            log.error("could not record run %s as %s: %s", result.run_id, result.status, ledger_err)
+            log.error("could not record run %s as %s: %s", result.run_id, result.status, describe(ledger_err))
 
 
 def _order(row: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
