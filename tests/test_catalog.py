@@ -92,11 +92,19 @@ def test_a_commit_whose_answer_was_lost_is_never_applied_twice(spark: SparkSessi
     undoes what it can; the plain rerun converges, and every version counts once."""
     cfg, versions = _built(spark, pg_catalog)
     steps = [s for s in STEPS if s != "audited"]  # the audit commits nothing
+    seen = {r["run_id"] for r in ledger_rows(spark, cfg.ledger_table)}
     for i, step in enumerate(steps):
         load_source(spark, cfg, _batch(i))
         versions += _batch(i)
         with pytest.raises(CommitStateUnknown):
             run(spark, cfg, INCREMENTAL, on_step=_once(step, _raise(CommitStateUnknown(step))))
+        # Past the commit point the catalog has the run succeeded, and its failure does not overwrite that;
+        # before it, the run is recorded failed (a run that failed taking the lock has no row).
+        rows = ledger_rows(spark, cfg.ledger_table)
+        mine = [r["status"] for r in rows if r["run_id"] not in seen]
+        seen |= {r["run_id"] for r in rows}
+        assert mine == (["succeeded"] if step in ("recorded", "released") else [] if step == "locked"
+                        else ["failed"]), step
         # A reader who follows the ledger sees a whole run's state: main is the last succeeded run's.
         last = ledger_rows(spark, cfg.ledger_table, "succeeded")[-1]
         for table in data_tables(cfg):
