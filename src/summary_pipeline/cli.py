@@ -44,6 +44,11 @@ __all__ = ["COMMANDS", "command_parser", "main"]
 log = logging.getLogger("summary_pipeline")
 
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+#: A run id (``summary-pipeline runs`` lists them), and a reference of ``--as-of``/``--branch``: a run id, a tag
+#: or branch name, or a timestamp. Neither is ever written into SQL (they are looked up, and read through Iceberg's
+#: read options); quotes, ``;`` and the like are refused all the same, before Spark starts.
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_REFERENCE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/ -]{0,127}$")
 #: Every command, with the one line ``summary-pipeline --help`` and its own ``--help`` show for it.
 COMMANDS = {
     "run": "build or update summary and latest_summary (the default: --config ... --mode ...)",
@@ -66,6 +71,20 @@ SUBCOMMANDS = tuple(COMMANDS)
 def _month(text: str) -> str:
     if not _MONTH.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a month; write YYYY-MM, e.g. 2026-01")
+    return text
+
+
+def _run_id(text: str) -> str:
+    if not _RUN_ID.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id: letters, digits, '_' and '-' "
+                                         "(`summary-pipeline runs` lists them)")
+    return text
+
+
+def _reference(text: str) -> str:
+    if not _REFERENCE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id, tag, branch or timestamp: letters, digits, "
+                                         "spaces and '_' '.' ':' '/' '-' only")
     return text
 
 
@@ -128,7 +147,8 @@ def _ledger_parser(command: str) -> argparse.ArgumentParser:
     if command == "runs":
         parser.add_argument("--limit", type=int, default=20, help="how many runs to show (default 20)")
     if command == "rollback":
-        parser.add_argument("--run-id", required=True, help="the run to undo (see `summary-pipeline runs`; required)")
+        parser.add_argument("--run-id", required=True, type=_run_id,
+                            help="the run to undo (see `summary-pipeline runs`; required)")
     if command == "maintain":
         parser.add_argument("--keep-runs", type=int, default=7,
                             help="the last N runs stay undoable with rollback (default 7)")
@@ -192,7 +212,7 @@ def _validate_parser() -> argparse.ArgumentParser:
 
 
 def _as_of_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--as-of", metavar="REF",
+    parser.add_argument("--as-of", metavar="REF", type=_reference,
                         help="read the tables as they were: a run id (what it published, or its staged writes if "
                         "it never published), a tag (report-2026-01), a branch, or a timestamp (2026-01-31 "
                         "18:00:00) (default: as they are now)")
@@ -202,15 +222,17 @@ def _inspect_parser() -> argparse.ArgumentParser:
     parser = _parser("inspect")
     parser.add_argument("--account", required=True, help="the account key (required)")
     _as_of_option(parser)
-    parser.add_argument("--run-id", help="read the tables as this run left them; for a run that did not publish "
-                        "(a failed audit), its staged writes (the same as --as-of RUN_ID; default: as they are now)")
-    parser.add_argument("--branch", help="read this branch of the tables (the same as --as-of BRANCH; default: main)")
+    parser.add_argument("--run-id", type=_run_id, help="read the tables as this run left them; for a run that did "
+                        "not publish (a failed audit), its staged writes (the same as --as-of RUN_ID; default: as "
+                        "they are now)")
+    parser.add_argument("--branch", type=_reference,
+                        help="read this branch of the tables (the same as --as-of BRANCH; default: main)")
     return parser
 
 
 def _changes_parser() -> argparse.ArgumentParser:
     parser = _parser("changes")
-    parser.add_argument("--run-id", required=True, help="the run whose changes to show (required)")
+    parser.add_argument("--run-id", required=True, type=_run_id, help="the run whose changes to show (required)")
     parser.add_argument("--limit", type=int, default=20,
                         help="text output: rows shown after the counts (default 20); --output json prints every "
                         "row, one JSON object per line")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from summary_pipeline.config_checks import reference_problems
-from summary_pipeline.config_values import Identifier, TableName, seconds, spark_type
+from summary_pipeline.config_values import Expression, Identifier, TableName, seconds, spark_type
 from summary_pipeline.errors import ConfigError
 
 __all__ = [
@@ -57,14 +57,14 @@ class ColumnExpr(_Model):
     """A named Spark SQL expression (``column_transformations`` and ``inferred_columns``)."""
 
     name: Identifier
-    mapper_expr: str
+    mapper_expr: Expression
 
 
 class RollingColumn(_Model):
     """A column whose last ``history_length`` monthly values are kept as ``<name>_history``."""
 
     name: Identifier
-    mapper_expr: str
+    mapper_expr: Expression
     type: str
     num_cols: int | None = None
     mapper_column: str | None = None  # seed key; configures nothing here
@@ -89,7 +89,7 @@ class RollingColumn(_Model):
 class GridColumn(_Model):
     """A string built from a rolling history array (e.g. the 36-character payment grid)."""
 
-    name: str
+    name: Identifier
     mapper_rolling_column: str
     placeholder: str = "?"
     # The seed misspells the key ``seperator``; both spellings are accepted.
@@ -268,7 +268,7 @@ class PipelineConfig(_Model):
     columns: dict[str, str]
     rolling_columns: tuple[RollingColumn, ...]
     history_length: int = Field(default=36, ge=1, le=600)
-    tie_breaker_columns: tuple[str, ...] = ()
+    tie_breaker_columns: tuple[Identifier, ...] = ()
     column_transformations: tuple[ColumnExpr, ...] = ()
     inferred_columns: tuple[ColumnExpr, ...] = ()
     date_col_list: tuple[str, ...] = ()

@@ -1,4 +1,4 @@
-"""The values a config is made of: Spark type names, durations, column identifiers and table names.
+"""The values a config is made of: Spark type names, durations, column identifiers, table names and expressions.
 
 Each is a plain function (or an annotated ``str`` type for pydantic) so the model in
 :mod:`summary_pipeline.config` and the raw-dict checks in :mod:`summary_pipeline.config_checks` share one
@@ -13,8 +13,9 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from summary_pipeline.config_checks import IDENTIFIER
+from summary_pipeline.sql_text import expression_problem
 
-__all__ = ["Identifier", "TableName", "seconds", "spark_type"]
+__all__ = ["Expression", "Identifier", "TableName", "seconds", "spark_type"]
 
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _DECIMAL = re.compile(r"^decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
@@ -78,7 +79,19 @@ def _table_name(value: str) -> str:
     return value
 
 
+def _expression(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty; give one Spark SQL expression over the row's columns")
+    problem = expression_problem(value)
+    if problem:
+        raise ValueError(f"must be one Spark SQL expression over the row's columns; {problem}")
+    return value
+
+
 #: A column name the config gives: letters, digits and underscores, not starting with a digit.
 Identifier = Annotated[str, AfterValidator(_identifier)]
 #: A table name: ``[catalog.]namespace.table``, each part an identifier.
 TableName = Annotated[str, AfterValidator(_table_name)]
+#: A ``mapper_expr``: one Spark SQL expression, without ``;``, statement, subquery or comment
+#: (:mod:`summary_pipeline.sql_text`; Spark's parser checks it again for a subquery once a session exists).
+Expression = Annotated[str, AfterValidator(_expression)]

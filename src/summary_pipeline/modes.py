@@ -12,15 +12,19 @@ from pyspark.sql import functions as F
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import BadFilterError, ConfigError, SummaryPipelineError
 from summary_pipeline.result import RunOptions
+from summary_pipeline.sql_text import STATEMENT_WORDS, expression_problem, one_expression_problem
 
 __all__ = ["check_arguments", "check_backfill_filter", "filter_text_problem", "select_batch", "usage_problem"]
 
-_FORBIDDEN = re.compile(r";|\b(select|insert|update|delete|drop|create|alter|merge|truncate|exists)\b",
-                        re.IGNORECASE)
+#: Refused in a predicate besides the statement words (``EXISTS`` is only ever a subquery's start there).
+_FILTER_WORDS = (*STATEMENT_WORDS, "exists")
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_WHAT = "--backfill-filter must be one boolean expression over source columns"
 
 
 def filter_text_problem(predicate: str) -> str | None:
-    """What makes a backfill predicate unacceptable as text (empty, a statement, ``;``, a subquery), or None.
+    """What makes a backfill predicate unacceptable as text (empty, a statement, ``;``, a subquery, a comment,
+    a call of Java methods; :func:`summary_pipeline.sql_text.expression_problem`), or None.
 
     >>> print(filter_text_problem("cons_acct_key IN (SELECT 1)"))  # doctest: +ELLIPSIS
     --backfill-filter must be one boolean expression over source columns; 'SELECT' is not allowed (no ...
@@ -30,11 +34,8 @@ def filter_text_problem(predicate: str) -> str | None:
     text = predicate.strip()
     if not text:
         return "--backfill-filter is empty; give one boolean expression, e.g. \"cons_acct_key = 42\""
-    found = _FORBIDDEN.search(text)
-    if found:
-        return (f"--backfill-filter must be one boolean expression over source columns; "
-                f"{found.group(0).strip()!r} is not allowed (no statements, ';' or subqueries)")
-    return None
+    found = expression_problem(text, _FILTER_WORDS)
+    return f"{_WHAT}; {found}" if found else None
 
 
 def usage_problem(options: RunOptions) -> str | None:
@@ -56,6 +57,9 @@ def usage_problem(options: RunOptions) -> str | None:
 def _flags_problem(options: RunOptions) -> str | None:
     """A flag the mode needs and lacks, or a flag the mode does not take."""
     mode = options.mode
+    for flag, month in (("--start-month", options.start_month), ("--end-month", options.end_month)):
+        if month is not None and not _MONTH.match(month):
+            return f"{flag} {month!r} is not a month; write YYYY-MM, e.g. 2026-01"
     if mode == "forward" and not options.start_month:
         return "forward needs --start-month YYYY-MM (and optionally --end-month)"
     if mode == "backfill" and not options.backfill_filter:
@@ -72,7 +76,8 @@ def _flags_problem(options: RunOptions) -> str | None:
 
 
 def check_backfill_filter(source: DataFrame, predicate: str) -> None:
-    """Refuse anything but one boolean expression over source columns (no statements, ``;`` or subqueries).
+    """Refuse anything but one boolean expression over source columns (no statements, ``;`` or subqueries:
+    the text, then Spark's parser, which finds a subquery however it is written).
 
     Raises:
         BadFilterError: naming what is wrong with the predicate.
@@ -82,6 +87,9 @@ def check_backfill_filter(source: DataFrame, predicate: str) -> None:
         raise BadFilterError(problem)
     text = predicate.strip()
     try:
+        problem = one_expression_problem(source.sparkSession, text, _FILTER_WORDS)
+        if problem:
+            raise BadFilterError(f"{_WHAT}; {problem}")
         kind = source.limit(0).select(F.expr(text).alias("p")).schema["p"].dataType.simpleString()
     except ParseException as err:
         raise BadFilterError(f"--backfill-filter does not parse: {str(err).strip().splitlines()[0]}") from None

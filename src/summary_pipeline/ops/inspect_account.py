@@ -11,6 +11,7 @@ Two views, both from the tables and nothing else:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,13 @@ class AccountView:
 
 
 def _key_literal(spark: SparkSession, cfg: PipelineConfig, key: str) -> Any:
-    """The account key cast to the key column's type; a key that does not fit is an error, not a silent miss."""
+    """The account key cast to the key column's type; a key that does not fit is an error, not a silent miss.
+
+    The key is data (a row of a one-row frame), never SQL text; only the type's name, from the table's schema,
+    is written into the cast."""
     kind = spark.table(cfg.destination_table).schema[cfg.key].dataType.simpleString()
+    if not re.fullmatch(r"[a-z][a-z0-9_]*(\(\d+(,\d+)?\))?", kind):
+        raise UnknownAccountError(f"{cfg.key} has type {kind}, which inspect cannot look an account up by")
     value = spark.createDataFrame([(key,)], "k string").select(F.expr(f"try_cast(k AS {kind})")).first()
     if value is None or value[0] is None:
         raise UnknownAccountError(f"{key!r} is not a value of {cfg.key} ({kind})")

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.result import RunResult
+from summary_pipeline.sql_text import sql_string, sql_table
 from summary_pipeline.store.tables import ensure_namespace, merge, table_exists
 
 __all__ = ["COLUMNS", "committed_watermark", "ensure_ledger", "ledger_rows", "mark", "record"]
@@ -48,16 +49,16 @@ def ensure_ledger(spark: SparkSession, table: str) -> None:
         missing = [f"{name} {kind}" for name, kind in COLUMNS if name not in spark.table(table).columns]
         if missing:
             try:
-                spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({', '.join(missing)})")
+                spark.sql(f"ALTER TABLE {sql_table(table)} ADD COLUMNS ({', '.join(missing)})")
             except AnalysisException:
                 spark.catalog.refreshTable(table)
                 if any(c.split()[0] not in spark.table(table).columns for c in missing):
                     raise
         return
     ensure_namespace(spark, table)
-    props = ", ".join(f"'{k}' = '{v}'" for k, v in _PROPERTIES.items())
+    props = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in _PROPERTIES.items())
     try:
-        spark.sql(f"CREATE TABLE {table} ({_SCHEMA}) USING iceberg TBLPROPERTIES ({props})")
+        spark.sql(f"CREATE TABLE {sql_table(table)} ({_SCHEMA}) USING iceberg TBLPROPERTIES ({props})")
     except AnalysisException:
         if not table_exists(spark, table):
             raise
@@ -100,14 +101,16 @@ def record(spark: SparkSession, table: str, result: RunResult, only_if_running: 
 def mark(spark: SparkSession, table: str, run_ids: list[str], status: str, error: str | None = None,
          snapshots_after: dict[str, int | None] | None = None) -> None:
     """Set the status (and error text, and snapshots after) of other runs' rows, e.g. a dead run this run
-    undid, or a dead rollback this run finished."""
-    ids = ", ".join(f"'{r}'" for r in run_ids)
-    note = "NULL" if error is None else "'" + error.replace("'", "''") + "'"
+    undid, or a dead rollback this run finished. Every value is an escaped literal (an error text may hold
+    anything)."""
+    ids = ", ".join(sql_string(r) for r in run_ids)
+    note = "NULL" if error is None else sql_string(error)
     after = ""
     if snapshots_after is not None:
-        pairs = ", ".join(f"'{t}', CAST({'NULL' if v is None else v} AS BIGINT)" for t, v in snapshots_after.items())
+        pairs = ", ".join(f"{sql_string(t)}, CAST({'NULL' if v is None else int(v)} AS BIGINT)"
+                          for t, v in snapshots_after.items())
         after = f", snapshots_after = map({pairs})"
-    spark.sql(f"UPDATE {table} SET status = '{status}', error = coalesce({note}, error), "
+    spark.sql(f"UPDATE {sql_table(table)} SET status = {sql_string(status)}, error = coalesce({note}, error), "
               f"finished_at = coalesce(finished_at, current_timestamp()){after} WHERE run_id IN ({ids})")
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from pyspark.sql import SparkSession
 
 from summary_pipeline.errors import CommitFailed, RestoreError, is_commit_conflict
+from summary_pipeline.sql_text import sql_table
 from summary_pipeline.store.tables import table_exists
 
 __all__ = [
@@ -153,6 +154,8 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
     """
     allowed = set(runs)
     plan: list[tuple[str, int | None, Any]] = []
+    for name in before:  # names the ledger holds, written into DROP and DELETE below
+        sql_table(name)
     for name, snapshot_id in before.items():
         if not table_exists(spark, name):
             continue
@@ -178,11 +181,11 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
     done = []
     for name, snapshot_id, table in plan:
         if snapshot_id is None:
-            spark.sql(f"DROP TABLE IF EXISTS {name}")
+            spark.sql(f"DROP TABLE IF EXISTS {sql_table(name)}")
             done.append(f"{name}: dropped (it did not exist before)")
             continue
         if snapshot_id == NO_SNAPSHOT:
-            spark.sql(f"DELETE FROM {name}")
+            spark.sql(f"DELETE FROM {sql_table(name)}")
             done.append(f"{name}: emptied (it had no snapshot before)")
         else:
             _set_current(spark, table, snapshot_id)

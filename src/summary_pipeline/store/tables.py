@@ -13,6 +13,8 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from summary_pipeline.sql_text import sql_in, sql_name, sql_table
+
 __all__ = [
     "ensure_namespace",
     "is_empty",
@@ -62,7 +64,7 @@ def ensure_namespace(spark: SparkSession, name: str) -> None:
     """Create the namespace of a ``[catalog.]namespace.table`` name when it is missing."""
     parts = name.split(".")
     if len(parts) >= 2:
-        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {'.'.join(parts[:-1])}")
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {sql_table('.'.join(parts[:-1]))}")
 
 
 def table_properties_for(properties: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -105,7 +107,7 @@ def snapshot_ids(spark: SparkSession, name: str) -> list[int]:
     """Every snapshot id of a table, oldest first (empty when the table is missing)."""
     if not table_exists(spark, name):
         return []
-    rows = spark.sql(f"SELECT snapshot_id FROM {name}.snapshots ORDER BY committed_at").collect()
+    rows = spark.sql(f"SELECT snapshot_id FROM {sql_table(name)}.snapshots ORDER BY committed_at").collect()
     return [int(r[0]) for r in rows]
 
 
@@ -121,7 +123,8 @@ def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str]
 
     Keys are compared with ``=`` (the pipeline's own keys are never NULL), which lets Spark use the target's
     buckets (a storage-partitioned join) instead of shuffling the table; ``null_safe`` compares them with
-    ``<=>``, for the quarantine, whose rows may lack a key.
+    ``<=>``, for the quarantine, whose rows may lack a key. Names are backquoted, the months are escaped string
+    literals, and ``target`` must be a table name (:func:`~summary_pipeline.sql_text.sql_table`).
 
     >>> print(merge_sql("db.t", "src", ["k", "v"], ["k"]))
     MERGE INTO db.t t USING src s
@@ -130,20 +133,20 @@ def merge_sql(target: str, source_view: str, columns: list[str], keys: list[str]
     WHEN NOT MATCHED THEN INSERT (`k`, `v`) VALUES (s.`k`, s.`v`)
     """
     equals = "<=>" if null_safe else "="
-    on = " AND ".join(f"t.`{k}` {equals} s.`{k}`" for k in keys)
+    on = " AND ".join(f"t.{sql_name(k)} {equals} s.{sql_name(k)}" for k in keys)
     if months is not None:
         column, values = months
-        on += f" AND t.`{column}` IN ({', '.join(repr(v) for v in values)})"
-    sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in columns if c not in keys)
-    names = ", ".join(f"`{c}`" for c in columns)
-    inserted = ", ".join(f"s.`{c}`" for c in columns)
-    lines = [f"MERGE INTO {target} t USING {source_view} s", f"ON {on}"]
+        on += f" AND t.{sql_in(column, values)}"
+    sets = ", ".join(f"t.{sql_name(c)} = s.{sql_name(c)}" for c in columns if c not in keys)
+    names = ", ".join(sql_name(c) for c in columns)
+    inserted = ", ".join(f"s.{sql_name(c)}" for c in columns)
+    lines = [f"MERGE INTO {sql_table(target)} t USING {sql_table(source_view)} s", f"ON {on}"]
     if remove_flag:
-        lines.append(f"WHEN MATCHED AND s.`{remove_flag}` THEN DELETE")
+        lines.append(f"WHEN MATCHED AND s.{sql_name(remove_flag)} THEN DELETE")
     if update:
         condition = f" AND {matched_if}" if matched_if else ""
         lines.append(f"WHEN MATCHED{condition} THEN UPDATE SET {sets}")
-    unless = f" AND NOT s.`{remove_flag}`" if remove_flag else ""
+    unless = f" AND NOT s.{sql_name(remove_flag)}" if remove_flag else ""
     lines.append(f"WHEN NOT MATCHED{unless} THEN INSERT ({names}) VALUES ({inserted})")
     return "\n".join(lines)
 

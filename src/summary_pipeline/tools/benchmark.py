@@ -37,6 +37,7 @@ from summary_pipeline.errors import SummaryPipelineError
 from summary_pipeline.metrics import job_group, spark_figures
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import new_result, run
+from summary_pipeline.sql_text import sql_table
 from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.protocol import rollback
 from summary_pipeline.store.tables import ensure_namespace, table_exists
@@ -167,7 +168,7 @@ def _configs(base: PipelineConfig, profile: Profile) -> dict[str, PipelineConfig
 def _write_source(spark: SparkSession, table: str, df: DataFrame, append: bool = False) -> int:
     create_source_table(spark, table)
     if not append:
-        spark.sql(f"DELETE FROM {table}")
+        spark.sql(f"DELETE FROM {sql_table(table)}")
     df.writeTo(table).append()
     return int(spark.table(table).count())
 
@@ -193,7 +194,7 @@ def _drop(spark: SparkSession, cfgs: Iterable[PipelineConfig]) -> None:
     for cfg in cfgs:
         for table in (cfg.destination_table, cfg.latest_history_table, cfg.ledger_table, cfg.deletes_table,
                       cfg.quarantine):
-            spark.sql(f"DROP TABLE IF EXISTS {table}")
+            spark.sql(f"DROP TABLE IF EXISTS {sql_table(table)}")
 
 
 def _last_run(spark: SparkSession, cfg: PipelineConfig, mode: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.errors import SummaryPipelineError
+from summary_pipeline.sql_text import sql_table
 from summary_pipeline.store.tables import ensure_namespace
 
 __all__ = [
@@ -395,7 +396,7 @@ def create_source_table(spark: SparkSession, table: str) -> None:
     In production the source table is the user's; tests, the demo and benchmarks make theirs with this.
     """
     ensure_namespace(spark, table)
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({SOURCE_SCHEMA}) USING iceberg "
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {sql_table(table)} ({SOURCE_SCHEMA}) USING iceberg "
               "PARTITIONED BY (rpt_as_of_mo)")
 
 
