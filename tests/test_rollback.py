@@ -9,10 +9,11 @@ from pyspark.sql import SparkSession
 
 from factories import assert_matches_oracle, load_source, new_config, version
 from summary_pipeline.errors import NotReadyError, RollbackRefusedError
-from summary_pipeline.result import RunOptions
+from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import new_result, read_watermark, run
 from summary_pipeline.store.ledger import ledger_rows
-from summary_pipeline.store.protocol import rollback
+from summary_pipeline.store.lock import read_owner
+from summary_pipeline.store.protocol import StepHook, rollback
 from summary_pipeline.store.tables import table_exists
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -73,3 +74,48 @@ def test_rollback_restores_tables_and_watermark_and_a_killed_rollback_is_finishe
     assert read_watermark(spark, cfg) is None
     with pytest.raises(NotReadyError):
         run(spark, cfg, INCREMENTAL)
+
+
+def _kill_at(step: str) -> StepHook:
+    """A step hook that kills the command when it passes ``step``."""
+    def hook(name: str) -> None:
+        if name == step:
+            raise Kill(step)
+    return hook
+
+
+def test_a_rollback_killed_at_any_step_is_completed_by_running_the_same_command_again(
+        spark: SparkSession) -> None:
+    cfg = new_config(history_length=6)
+    say: list[str] = []
+    before = [version(a, m, a, ts=T0) for a in (1, 2) for m in ("2025-11", "2025-12")] + _batch("2026-01", 1)
+    load_source(spark, cfg, before)
+    run(spark, cfg, RunOptions(mode="initial"))
+    load_source(spark, cfg, _batch("2026-02", 2))
+
+    def undo(run_id: str, on_step: StepHook | None = None) -> RunResult:
+        """``summary-pipeline rollback --run-id RUN_ID``, as each attempt types it."""
+        return rollback(spark, cfg, new_result("rollback", cfg, {"run_id": run_id}), run_id, False, say.append,
+                        on_step=on_step)
+
+    last = run(spark, cfg, INCREMENTAL)
+    passed: list[str] = []
+    undo(last.run_id, passed.append)  # one uninterrupted rollback, and the steps it passes
+    assert passed == ["locked", "started", "published", "recorded", "released"]
+    assert_matches_oracle(spark, cfg, before)
+    for step in passed:
+        last = run(spark, cfg, INCREMENTAL)  # reads the rolled-back batch again, and tags its month again
+        assert last.source_rows == 3 and last.tags == ["report-2026-02"]
+        assert_matches_oracle(spark, cfg, before + _batch("2026-02", 2))
+        with pytest.raises(Kill):
+            undo(last.run_id, _kill_at(step))
+        again = undo(last.run_id)  # the same command
+        assert again.status == "succeeded", step
+        # Killed once it had started, the rollback was finished by the next command that locked: this one.
+        assert (again.message == f"run {last.run_id} was already rolled back") == (step != "locked")
+        assert_matches_oracle(spark, cfg, before)
+        assert read_watermark(spark, cfg) == T0 + dt.timedelta(hours=1)
+        rows = ledger_rows(spark, cfg.ledger_table)
+        assert {r["run_id"]: r["status"] for r in rows}[last.run_id] == "rolled_back"
+        assert [r for r in rows if r["status"] == "running"] == []
+        assert read_owner(spark, cfg.ledger_table) is None

@@ -7,15 +7,17 @@ and reported at once.
 
 from __future__ import annotations
 
-from pyspark.errors import AnalysisException, ParseException
+from pyspark.errors import AnalysisException, IllegalArgumentException, ParseException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import ConfigError, SourceError
+from summary_pipeline.sql_text import one_expression_problem
+from summary_pipeline.store.snapshots import NO_SNAPSHOT, state
 from summary_pipeline.store.tables import location
 
-__all__ = ["check_against_source", "read_source"]
+__all__ = ["check_against_source", "pin_source", "read_source"]
 
 
 def _first_line(err: Exception) -> str:
@@ -37,6 +39,25 @@ def read_source(spark: SparkSession, cfg: PipelineConfig, config_name: str = "co
             f"(`summary-pipeline source-ddl --config {config_name}` prints its CREATE TABLE) and load your data, "
             f"or fix source_table in {config_name}; `summary-pipeline generate --config {config_name}` makes a "
             "table of synthetic data", table=cfg.source_table) from None
+
+
+def pin_source(spark: SparkSession, cfg: PipelineConfig, config_name: str = "config"
+               ) -> tuple[DataFrame, int | None]:
+    """The source table as of its current snapshot, and that snapshot's id.
+
+    A run reads the source more than once (its batch, a backfill's keys, a rebuild's every version) while the
+    table's owner may compact it or append to it. Reading one snapshot throughout gives the run one state of the
+    source from start to end, and the ledger records which (rows appended since are the next run's). A source
+    that is not an Iceberg table, or has no snapshot yet, is read as it is, with None for the id.
+    """
+    source = read_source(spark, cfg, config_name)
+    try:
+        snapshot = state(spark, cfg.source_table)
+    except (AnalysisException, IllegalArgumentException):  # a view, or a table of another format
+        return source, None
+    if snapshot is None or snapshot == NO_SNAPSHOT:
+        return source, None
+    return spark.read.option("snapshot-id", str(snapshot)).table(cfg.source_table), snapshot
 
 
 def check_against_source(source: DataFrame, cfg: PipelineConfig, config_name: str = "config") -> None:
@@ -62,14 +83,16 @@ def check_against_source(source: DataFrame, cfg: PipelineConfig, config_name: st
     steps += [("rolling_columns", r.name, r.mapper_expr) for r in cfg.rolling_columns]
     for where, name, text in steps:
         target = name if where != "rolling_columns" else f"_sp_{name}"
-        try:
-            df = df.withColumn(target, F.expr(text))
+        try:  # one expression (no statement, subquery, ...: sql_text), then one that resolves
+            problem = one_expression_problem(source.sparkSession, text)
+            if problem is None:
+                df = df.withColumn(target, F.expr(text))
+                continue
+            problems.append(f"{where} ({name}): must be one Spark SQL expression over the row's columns; {problem}")
         except ParseException as err:
             problems.append(f"{where} ({name}): expression does not parse: {_first_line(err)}")
         except AnalysisException as err:
             problems.append(f"{where} ({name}): {_first_line(err)}")
-        else:
-            continue
         # A stand-in keeps later expressions that use this column from failing a second time.
         df = df.withColumn(target, F.lit(None))
     if problems:

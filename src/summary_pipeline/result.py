@@ -66,6 +66,9 @@ class RunResult:
     snapshots_after: dict[str, int | None] = field(default_factory=dict, metadata=stored("map<string,bigint>"))
     watermark_read: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
     watermark_committed: dt.datetime | None = field(default=None, metadata=stored("timestamp"))
+    #: The snapshot of the source table the run read, the same one from start to end (None: not an Iceberg table,
+    #: a table without a snapshot, or a run that reads no source: rollback, maintain).
+    source_snapshot: int | None = field(default=None, metadata=stored("bigint"))
     arguments: dict[str, Any] = field(default_factory=dict, metadata=stored("string"))
     host: str | None = field(default=None, metadata=stored("string"))
     pid: int | None = field(default=None, metadata=stored("bigint"))

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -65,10 +64,12 @@ from summary_pipeline.modes import check_arguments, select_batch
 from summary_pipeline.ops.audit import Staged, audit
 from summary_pipeline.ops.changes import change_rows
 from summary_pipeline.plan import make_plan, materialize, read_older, read_state
-from summary_pipeline.preflight import check_against_source, read_source
+from summary_pipeline.preflight import check_against_source, pin_source
 from summary_pipeline.progress import phase
 from summary_pipeline.result import RunOptions, RunResult
+from summary_pipeline.sql_text import sql_string, sql_table
 from summary_pipeline.store.ledger import committed_watermark, ledger_rows
+from summary_pipeline.store.lock import host_name
 from summary_pipeline.store.protocol import RunGuard, StepHook, mark_definition
 from summary_pipeline.store.refs import tag
 from summary_pipeline.store.snapshots import NO_SNAPSHOT, partition_fields, table_properties
@@ -267,8 +268,8 @@ def _write_whole(spark: SparkSession, guard: RunGuard, table: str, rows: DataFra
     wanted = table_properties_for(properties)
     changed = {k: v for k, v in wanted.items() if table_properties(spark, table).get(k) != v}
     if changed:  # metadata only: main's rows stay as they are
-        listed = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
-        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({listed})")
+        listed = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE {sql_table(table)} SET TBLPROPERTIES ({listed})")
     target = guard.target(table)
     guard.commit(table, lambda: rows.writeTo(target).overwrite(F.lit(True)))
 
@@ -415,7 +416,7 @@ def _refuse(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, water
 def new_result(mode: str, cfg: PipelineConfig, arguments: dict[str, object], dry_run: bool = False) -> RunResult:
     """A fresh RunResult for a run (or a rollback) started now by this process."""
     return RunResult(run_id=uuid.uuid4().hex[:16], mode=mode, dry_run=dry_run, arguments=arguments,
-                     ignored_config_keys=cfg.ignored_keys(), host=socket.gethostname(), pid=os.getpid(),
+                     ignored_config_keys=cfg.ignored_keys(), host=host_name(), pid=os.getpid(),
                      started_at=dt.datetime.now())
 
 
@@ -433,7 +434,7 @@ def run(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, progre
     result = new_result(options.mode, cfg, dataclasses.asdict(options), options.dry_run)
     result.definition = json.dumps(definition(cfg), sort_keys=True)
     start = time.monotonic()
-    source = read_source(spark, cfg, config_name)
+    source, result.source_snapshot = pin_source(spark, cfg, config_name)
     check_against_source(source, cfg, config_name)
     check_arguments(source, options)
     with job_group(spark, result.run_id, options.mode):
@@ -479,7 +480,7 @@ def evolve(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, *, pro
     result = new_result("evolve", cfg, dataclasses.asdict(options), options.dry_run)
     result.definition = json.dumps(definition(cfg), sort_keys=True)
     start = time.monotonic()
-    source = read_source(spark, cfg, config_name)
+    source, result.source_snapshot = pin_source(spark, cfg, config_name)
     check_against_source(source, cfg, config_name)
     with job_group(spark, result.run_id, "evolve"):
         if options.dry_run:
@@ -591,7 +592,7 @@ def _evolve_columns(spark: SparkSession, cfg: PipelineConfig, old: PipelineConfi
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, previous)
-        spark.sql(f"DROP TABLE IF EXISTS {arrays}")
+        spark.sql(f"DROP TABLE IF EXISTS {sql_table(arrays)}")
 
 
 def _finish(spark: SparkSession, cfg: PipelineConfig, options: RunOptions, computed: Computed, state: State,

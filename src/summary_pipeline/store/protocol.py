@@ -445,14 +445,19 @@ def rollback_plan(rows: list[dict[str, Any]], run_id: str) -> tuple[dict[str, An
     return target, later
 
 
-def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: str) -> list[str]:
-    """Put the tables back to before ``run_id`` and mark it and every later run rolled back (idempotent)."""
+def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: str,
+                    step: StepHook | None = None) -> list[str]:
+    """Put the tables back to before ``run_id`` and mark it and every later run rolled back (idempotent).
+
+    ``step`` is called with ``published`` once the tables are back, before the tags go and the ledger says so."""
     rows = ledger_rows(spark, cfg.ledger_table)
     target = next(r for r in rows if r["run_id"] == run_id)
     after = [r for r in rows if (r["started_at"], r["run_id"]) > (target["started_at"], target["run_id"])
              and r["mode"] != "rollback" and r["run_id"] != by]
     undone: Iterable[str] = [run_id, *(r["run_id"] for r in after)]
     done = restore(spark, target["snapshots_before"] or {}, undone)
+    if step is not None:
+        step("published")
     rolled = [run_id, *(r["run_id"] for r in after if r["status"] == "succeeded" and r["mode"] not in _NO_DATA)]
     # Their tags go too, so the run that publishes the month again tags it (a tag's name is made once).
     for table in data_tables(cfg):
@@ -464,20 +469,30 @@ def _apply_rollback(spark: SparkSession, cfg: PipelineConfig, run_id: str, by: s
 def rollback(spark: SparkSession, cfg: PipelineConfig, result: RunResult, run_id: str, force: bool,
              say: Callable[[str], None], on_step: StepHook | None = None) -> RunResult:
     """Put summary, latest_summary and the deletes table back to before ``run_id``, and the watermark to the
-    one it started from; refuses when later succeeded runs would be lost, unless ``force``."""
+    one it started from; refuses when later succeeded runs would be lost, unless ``force``.
+
+    A run already rolled back is left as it is, and the command succeeds: it is how the same command run again
+    after a kill ends (the next command that locks finishes a rollback that died), and rolling the run back a
+    second time would undo whatever ran since. ``on_step`` sees the steps a run passes (:data:`STEPS`), with
+    ``published`` once the tables are back to before ``run_id``."""
     with RunGuard(spark, cfg, result, say, on_step) as guard:
         rows = ledger_rows(spark, cfg.ledger_table)
-        target, later = rollback_plan(rows, run_id)
-        if later and not force:
-            names = ", ".join(f"{r['run_id']} ({r['mode']}, {r['started_at']:%Y-%m-%d %H:%M})" for r in later)
-            raise RollbackRefusedError(f"rolling back {run_id} also undoes {len(later)} later run(s): {names}. "
-                                       "Roll back the latest first, or pass --force to undo them all.")
-        result.watermark_read = committed_watermark(rows)
-        result.watermark_committed = target["watermark_read"]
-        guard.start()
-        done = guard.tagged(lambda: _apply_rollback(spark, cfg, run_id, result.run_id))
-        for line in done or ["the tables were already as before that run"]:
-            say(f"  {line}")
+        result.watermark_read = result.watermark_committed = committed_watermark(rows)
+        done_before = next((r for r in rows if r["run_id"] == run_id and r["status"] == "rolled_back"), None)
+        if done_before is not None:
+            result.message = f"run {run_id} was already rolled back"
+            say(f"  run {run_id} is already rolled back ({done_before['error']}): nothing to do")
+        else:
+            target, later = rollback_plan(rows, run_id)
+            if later and not force:
+                names = ", ".join(f"{r['run_id']} ({r['mode']}, {r['started_at']:%Y-%m-%d %H:%M})" for r in later)
+                raise RollbackRefusedError(f"rolling back {run_id} also undoes {len(later)} later run(s): {names}. "
+                                           "Roll back the latest first, or pass --force to undo them all.")
+            result.watermark_committed = target["watermark_read"]
+            guard.start()
+            done = guard.tagged(lambda: _apply_rollback(spark, cfg, run_id, result.run_id, guard.step))
+            for line in done or ["the tables were already as before that run"]:
+                say(f"  {line}")
         guard.succeed(dt.datetime.now())
         found = recorded_definition(ledger_rows(spark, cfg.ledger_table))  # the definition before that run
         mark_definition(spark, cfg, found[0] if found else None)
