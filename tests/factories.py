@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from oracle import expected_tables
 from summary_pipeline.config import PipelineConfig, parse_config
+from summary_pipeline.store.protocol import StepHook
 from summary_pipeline.tools.generate import SOURCE_SCHEMA, create_source_table
 
 SOURCE_COLUMNS = [part.strip().split()[0] for part in SOURCE_SCHEMA.split(",")]
@@ -138,3 +139,22 @@ def assert_matches_oracle(spark: SparkSession, cfg: PipelineConfig, versions: It
     problems = _diff("summary", got_summary, want_summary, cfg.summary_columns)
     problems += _diff("latest", got_latest, want_latest, cfg.latest_columns)
     assert not problems, "\n".join(problems[:15])
+
+
+class Kill(BaseException):
+    """A simulated SIGKILL: no handler of the product catches it."""
+
+
+def fault(at: str, what: BaseException | Callable[[], None]) -> StepHook:
+    """A step hook for ``run(..., on_step=...)`` (and maintain, rollback, evolve): at step ``at``, raise ``what``
+    (an exception) or call it (a side effect), once."""
+    armed = [True]
+
+    def hook(name: str) -> None:
+        if name != at or not armed[0]:
+            return
+        armed[0] = False
+        if isinstance(what, BaseException):
+            raise what
+        what()
+    return hook

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import assert_matches_oracle, load_source, reference_raw, version
+from factories import assert_matches_oracle, fault, load_source, reference_raw, version
 from pgserver import PgServer
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import spark_error_message
@@ -68,22 +68,6 @@ def _built(spark: SparkSession, make: Callable[..., PipelineConfig]) -> tuple[Pi
     return cfg, versions
 
 
-def _once(at: str, action: Callable[[], None]) -> Callable[[str], None]:
-    armed = [True]
-
-    def hook(name: str) -> None:
-        if name == at and armed[0]:
-            armed[0] = False
-            action()
-    return hook
-
-
-def _raise(err: BaseException) -> Callable[[], None]:
-    def action() -> None:
-        raise err
-    return action
-
-
 @pytest.mark.slow
 def test_a_commit_whose_answer_was_lost_is_never_applied_twice(spark: SparkSession,
                                                               pg_catalog: Callable[..., PipelineConfig]) -> None:
@@ -97,7 +81,7 @@ def test_a_commit_whose_answer_was_lost_is_never_applied_twice(spark: SparkSessi
         load_source(spark, cfg, _batch(i))
         versions += _batch(i)
         with pytest.raises(CommitStateUnknown):
-            run(spark, cfg, INCREMENTAL, on_step=_once(step, _raise(CommitStateUnknown(step))))
+            run(spark, cfg, INCREMENTAL, on_step=fault(step, CommitStateUnknown(step)))
         # Past the commit point the catalog has the run succeeded, and its failure does not overwrite that;
         # before it, the run is recorded failed (a run that failed taking the lock has no row).
         rows = ledger_rows(spark, cfg.ledger_table)
@@ -129,7 +113,7 @@ def test_an_unreachable_catalog_is_one_clear_message_and_the_rerun_converges(
         if step == "start":
             pg_server.stop()
         with pytest.raises(Exception) as caught:
-            run(spark, cfg, INCREMENTAL, on_step=_once(step, pg_server.stop))
+            run(spark, cfg, INCREMENTAL, on_step=fault(step, pg_server.stop))
         message = spark_error_message(caught.value) or str(caught.value)
         assert message.startswith("the catalog cannot be reached"), message
         assert "run the same command again" in message

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import load_source, new_config, oracle_config, version
+from factories import Kill, fault, load_source, new_config, oracle_config, version
 from oracle import expected_tables
 from summary_pipeline import runner
 from summary_pipeline.config import PipelineConfig
@@ -27,7 +27,7 @@ from summary_pipeline.runner import read_watermark, run
 from summary_pipeline.store import protocol
 from summary_pipeline.store.ledger import ledger_rows
 from summary_pipeline.store.lock import Owner, clear_lock, read_owner
-from summary_pipeline.store.protocol import STEPS, StepHook
+from summary_pipeline.store.protocol import STEPS
 from summary_pipeline.store.refs import refs
 from summary_pipeline.store.snapshots import RUN_ID_PROPERTY, state, swap_properties
 
@@ -35,25 +35,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 T0 = dt.datetime(2026, 1, 10, 8)
 INCREMENTAL = RunOptions(mode="incremental")
-
-
-class Kill(BaseException):
-    """A simulated SIGKILL: no handler of the product catches it."""
-
-
-def fault(at: str, what: BaseException | Callable[[], None]) -> StepHook:
-    """A step hook for ``run(..., on_step=...)``: at step ``at``, raise ``what`` (an exception) or call it (a side
-    effect), once."""
-    armed = [True]
-
-    def hook(name: str) -> None:
-        if name != at or not armed[0]:
-            return
-        armed[0] = False
-        if isinstance(what, BaseException):
-            raise what
-        what()
-    return hook
 
 
 def _batch(i: int) -> list[dict[str, Any]]:

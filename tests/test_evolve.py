@@ -241,7 +241,7 @@ def test_rollback_of_an_evolve_puts_back_the_columns_rows_and_definition(spark: 
 
 @pytest.mark.slow
 def test_a_kill_at_every_step_of_an_evolve_is_repaired_by_running_it_again(spark: SparkSession) -> None:
-    from test_crash import Kill, fault
+    from factories import Kill, fault
 
     cfg = new_config(history_length=6)
     _built(spark, cfg)

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import assert_matches_oracle, load_source, new_config, version
+from factories import Kill, assert_matches_oracle, fault, load_source, new_config, version
 from summary_pipeline.errors import RestoreError
 from summary_pipeline.ops.maintain import maintain, procedure_target
 from summary_pipeline.result import RunOptions, RunResult
@@ -59,18 +59,6 @@ def test_procedure_target_splits_the_catalog(spark: SparkSession) -> None:
     assert procedure_target(spark, "db.summary") == ("local", "db.summary")
 
 
-class Kill(BaseException):
-    """A simulated SIGKILL: no handler of the product catches it."""
-
-
-def _kill_at(step: str) -> StepHook:
-    """A step hook that kills the command when it passes ``step``."""
-    def hook(name: str) -> None:
-        if name == step:
-            raise Kill(step)
-    return hook
-
-
 @pytest.mark.slow
 @pytest.mark.spark
 def test_a_maintenance_killed_at_any_step_is_completed_by_running_the_same_command_again(
@@ -95,7 +83,7 @@ def test_a_maintenance_killed_at_any_step_is_completed_by_running_the_same_comma
         last = run(spark, cfg, RunOptions(mode="incremental"))
         watermark = read_watermark(spark, cfg)
         with pytest.raises(Kill):
-            upkeep(_kill_at(step))
+            upkeep(fault(step, Kill(step)))
         again = upkeep()  # the same command
         reruns.append(again.run_id)
         assert again.status == "succeeded", step

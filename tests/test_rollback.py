@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import assert_matches_oracle, load_source, new_config, version
+from factories import Kill, assert_matches_oracle, fault, load_source, new_config, version
 from summary_pipeline.errors import NotReadyError, RollbackRefusedError
 from summary_pipeline.result import RunOptions, RunResult
 from summary_pipeline.runner import new_result, read_watermark, run
@@ -20,10 +20,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 T0 = dt.datetime(2026, 2, 1, 8)
 INCREMENTAL = RunOptions(mode="incremental")
-
-
-class Kill(BaseException):
-    """A simulated SIGKILL."""
 
 
 def _batch(month: str, hours: int) -> list[dict[str, object]]:
@@ -76,14 +72,6 @@ def test_rollback_restores_tables_and_watermark_and_a_killed_rollback_is_finishe
         run(spark, cfg, INCREMENTAL)
 
 
-def _kill_at(step: str) -> StepHook:
-    """A step hook that kills the command when it passes ``step``."""
-    def hook(name: str) -> None:
-        if name == step:
-            raise Kill(step)
-    return hook
-
-
 def test_a_rollback_killed_at_any_step_is_completed_by_running_the_same_command_again(
         spark: SparkSession) -> None:
     cfg = new_config(history_length=6)
@@ -108,7 +96,7 @@ def test_a_rollback_killed_at_any_step_is_completed_by_running_the_same_command_
         assert last.source_rows == 3 and last.tags == ["report-2026-02"]
         assert_matches_oracle(spark, cfg, before + _batch("2026-02", 2))
         with pytest.raises(Kill):
-            undo(last.run_id, _kill_at(step))
+            undo(last.run_id, fault(step, Kill(step)))
         again = undo(last.run_id)  # the same command
         assert again.status == "succeeded", step
         # Killed once it had started, the rollback was finished by the next command that locked: this one.

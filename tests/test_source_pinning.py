@@ -4,19 +4,17 @@ append to it while the run works, and the run neither sees the new rows nor fail
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
-from factories import SOURCE_COLUMNS, assert_matches_oracle, load_source, new_config, version
+from factories import SOURCE_COLUMNS, assert_matches_oracle, fault, load_source, new_config, version
 from summary_pipeline.ops.maintain import procedure_target
 from summary_pipeline.result import RunOptions
 from summary_pipeline.runner import run
 from summary_pipeline.store.ledger import ledger_rows
-from summary_pipeline.store.protocol import StepHook
 from summary_pipeline.store.snapshots import state
 from summary_pipeline.tools.generate import SOURCE_SCHEMA
 
@@ -24,17 +22,6 @@ pytestmark = pytest.mark.spark
 
 T0 = dt.datetime(2026, 3, 1, 8)
 INCREMENTAL = RunOptions(mode="incremental")
-
-
-def _at(step: str, action: Callable[[], None]) -> StepHook:
-    """A step hook that calls ``action`` once, when the run passes ``step``."""
-    armed = [True]
-
-    def hook(name: str) -> None:
-        if name == step and armed[0]:
-            armed[0] = False
-            action()
-    return hook
 
 
 def _ledger_row(spark: SparkSession, table: str, run_id: str) -> dict[str, Any]:
@@ -68,7 +55,7 @@ def test_a_run_reads_the_snapshot_it_started_with_while_the_owner_compacts_and_a
         load_source(spark, cfg, late)
 
     # "locked" comes after the run took the source and before it reads a row of it.
-    result = run(spark, cfg, INCREMENTAL, on_step=_at("locked", owner_rewrites_the_source))
+    result = run(spark, cfg, INCREMENTAL, on_step=fault("locked", owner_rewrites_the_source))
     operations = [r[0] for r in spark.sql(f"SELECT operation FROM {cfg.source_table}.snapshots "
                                           "ORDER BY committed_at").collect()]
     assert operations[-3:] == ["append", "replace", "append"]  # the batch, the compaction, the late versions

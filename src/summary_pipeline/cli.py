@@ -37,13 +37,12 @@ from summary_pipeline import __version__, interrupts
 from summary_pipeline.config import PipelineConfig, load_config
 from summary_pipeline.console import Console
 from summary_pipeline.errors import SummaryPipelineError, spark_error_message
-from summary_pipeline.result import MODES, RunOptions
+from summary_pipeline.result import MODES, MONTH, RunOptions
 
 __all__ = ["COMMANDS", "command_parser", "main"]
 
 log = logging.getLogger("summary_pipeline")
 
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 #: A run id (``summary-pipeline runs`` lists them), and a reference of ``--as-of``/``--branch``: a run id, a tag
 #: or branch name, or a timestamp. Neither is ever written into SQL (they are looked up, and read through Iceberg's
 #: read options); quotes, ``;`` and the like are refused all the same, before Spark starts.
@@ -69,7 +68,7 @@ SUBCOMMANDS = tuple(COMMANDS)
 
 
 def _month(text: str) -> str:
-    if not _MONTH.match(text):
+    if not MONTH.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a month; write YYYY-MM, e.g. 2026-01")
     return text
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from summary_pipeline.config_checks import reference_problems
+from summary_pipeline.config_checks import IDENTIFIER, reference_problems
 from summary_pipeline.config_values import Expression, Identifier, TableName, seconds, spark_type
 from summary_pipeline.errors import ConfigError
 
@@ -212,7 +212,7 @@ class Catalog(_Model):
     @field_validator("secrets_env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(k for k, v in value.items() if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v))
+        bad = sorted(k for k, v in value.items() if not IDENTIFIER.match(v))
         if bad:  # the value may be the secret itself: it is not repeated
             raise ValueError(f"{', '.join(bad)}: give the name of an environment variable, not its value")
         return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame
@@ -11,14 +10,13 @@ from pyspark.sql import functions as F
 
 from summary_pipeline.config import PipelineConfig
 from summary_pipeline.errors import BadFilterError, ConfigError, SummaryPipelineError
-from summary_pipeline.result import RunOptions
+from summary_pipeline.result import MONTH, RunOptions
 from summary_pipeline.sql_text import STATEMENT_WORDS, expression_problem, one_expression_problem
 
 __all__ = ["check_arguments", "check_backfill_filter", "filter_text_problem", "select_batch", "usage_problem"]
 
 #: Refused in a predicate besides the statement words (``EXISTS`` is only ever a subquery's start there).
 _FILTER_WORDS = (*STATEMENT_WORDS, "exists")
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 _WHAT = "--backfill-filter must be one boolean expression over source columns"
 
 
@@ -58,7 +56,7 @@ def _flags_problem(options: RunOptions) -> str | None:
     """A flag the mode needs and lacks, or a flag the mode does not take."""
     mode = options.mode
     for flag, month in (("--start-month", options.start_month), ("--end-month", options.end_month)):
-        if month is not None and not _MONTH.match(month):
+        if month is not None and not MONTH.match(month):
             return f"{flag} {month!r} is not a month; write YYYY-MM, e.g. 2026-01"
     if mode == "forward" and not options.start_month:
         return "forward needs --start-month YYYY-MM (and optionally --end-month)"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MODES", "RunOptions", "RunResult", "stored"]
+__all__ = ["MODES", "MONTH", "RunOptions", "RunResult", "stored"]
 
 MODES = ("initial", "incremental", "forward", "backfill")
+#: A month as --start-month and --end-month take it: YYYY-MM.
+MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
     """
     allowed = set(runs)
     plan: list[tuple[str, int | None, Any]] = []
-    for name in before:  # names the ledger holds, written into DROP and DELETE below
+    for name in before:  # names the ledger holds, written into DROP and DELETE below: all checked before any change
         sql_table(name)
     for name, snapshot_id in before.items():
         if not table_exists(spark, name):
@@ -181,11 +181,11 @@ def restore(spark: SparkSession, before: Mapping[str, int | None], runs: Iterabl
     done = []
     for name, snapshot_id, table in plan:
         if snapshot_id is None:
-            spark.sql(f"DROP TABLE IF EXISTS {sql_table(name)}")
+            spark.sql(f"DROP TABLE IF EXISTS {name}")
             done.append(f"{name}: dropped (it did not exist before)")
             continue
         if snapshot_id == NO_SNAPSHOT:
-            spark.sql(f"DELETE FROM {sql_table(name)}")
+            spark.sql(f"DELETE FROM {name}")
             done.append(f"{name}: emptied (it had no snapshot before)")
         else:
             _set_current(spark, table, snapshot_id)
